@@ -1,0 +1,51 @@
+// Row kernels for every supported block type: dequantize, quantize, and the
+// dot product of a weight row with an activation row.
+//
+// The activation side of a dot product is stored in the weight type's
+// "vec_dot type" (as ggml does): Q8_0 for Q4_0/Q5_0/Q8_0 weights, Q8_1 for
+// Q4_1/Q5_1, Q8_K for the K-quants, F32 for F32/F16/BF16. A matmul quantizes
+// each activation row once with quantize_row(vec_dot_type(w), ...) and then
+// calls vec_dot for each weight row.
+//
+// Every kernel has a scalar version (the oracle for the fast ones in tests
+// and the fallback on CPUs without the instructions); AVX2 and AVX-512
+// (+VNNI) versions are picked at run time from CPUID.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "tensor/types.h"
+
+namespace lmhost {
+
+enum class Isa { Scalar = 0, AVX2 = 1, AVX512 = 2 };  // AVX512 = F+BW+DQ+VL+VNNI
+const char* isa_name(Isa isa);
+Isa detect_isa();  // best ISA this CPU supports
+
+// n is the row length in elements (a multiple of the block size).
+using DequantizeFn = void (*)(const void* src, float* dst, int64_t n);
+using QuantizeFn = void (*)(const float* src, void* dst, int64_t n);
+using VecDotFn = float (*)(int64_t n, const void* w_row, const void* act_row);
+
+struct Kernels {
+  Isa isa;
+  DequantizeFn dequantize[kDTypeCount];  // nullptr where unsupported
+  QuantizeFn quantize[kDTypeCount];      // nullptr where unsupported
+  VecDotFn vec_dot[kDTypeCount];         // indexed by the weight type
+};
+
+// The table for one ISA (falls back to scalar entries the ISA lacks). Tests
+// compare kernels_for(Isa::AVX2/AVX512) against kernels_for(Isa::Scalar).
+const Kernels& kernels_for(Isa isa);
+// The table in use: the best detected ISA, or LMHOST_ISA=scalar|avx2|avx512.
+const Kernels& kernels();
+
+DType vec_dot_type(DType weight_type);
+
+// Convenience wrappers over kernels(); throw lmhost::Error for unsupported types.
+void dequantize_row(DType t, const void* src, float* dst, int64_t n);
+void quantize_row(DType t, const float* src, void* dst, int64_t n);
+float vec_dot(DType w, int64_t n, const void* w_row, const void* act_row);
+
+}  // namespace lmhost
