@@ -10,6 +10,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "tensor/tensor.h"
@@ -41,6 +42,8 @@ class Value {
   std::vector<std::string_view> as_string_array() const;
   std::vector<int64_t> as_int_array() const;    // integer elements
   std::vector<float> as_float_array() const;    // numeric elements
+  // Every element as a Value of its own (any element type, incl. nested arrays).
+  std::vector<Value> elements() const;
   // A short human-readable rendering (arrays abbreviated), for `lmhost show`.
   std::string to_display_string(size_t max_items = 8) const;
 
@@ -110,6 +113,8 @@ class File {
   uint64_t data_offset_ = 0;
   std::vector<Value> kv_;
   std::vector<TensorInfo> tensors_;
+  std::unordered_map<std::string_view, size_t> kv_index_;      // views into kv_[i].key
+  std::unordered_map<std::string_view, size_t> tensor_index_;  // views into tensors_[i].name
 };
 
 // Writer for `lmhost synth` and tests: metadata in insertion order, tensors
