@@ -5,7 +5,7 @@ set -euo pipefail
 
 PKGS=(
   build-essential cmake ninja-build ccache pkg-config clang
-  nlohmann-json3-dev libpcre2-dev libutf8proc-dev libcli11-dev
+  nlohmann-json3-dev libpcre2-dev libutf8proc-dev libcli11-dev libboost1.81-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   python3
 )
