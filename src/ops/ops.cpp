@@ -1,0 +1,314 @@
+#include "ops/ops.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <string>
+
+#include "tensor/kernels.h"
+#include "util/error.h"
+#include "util/fp16.h"
+
+namespace lmhost::ops {
+
+namespace {
+
+const float* fp16_table() {
+  static const std::vector<float> table = [] {
+    std::vector<float> t(65536);
+    for (uint32_t i = 0; i < 65536; ++i) t[i] = fp16_to_fp32(static_cast<uint16_t>(i));
+    return t;
+  }();
+  return table.data();
+}
+
+inline float round_f16(float x) { return fp16_table()[fp32_to_fp16(x)]; }
+
+}  // namespace
+
+void fp16_to_fp32_row(const uint16_t* src, float* dst, int64_t n) {
+  const float* t = fp16_table();
+  for (int64_t i = 0; i < n; ++i) dst[i] = t[src[i]];
+}
+
+void fp32_to_fp16_row(const float* src, uint16_t* dst, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) dst[i] = fp32_to_fp16(src[i]);
+}
+
+// ---------------------------------------------------------------- matmul
+
+void matmul(const TensorView& W, const float* X, float* Y, int64_t T, ThreadPool& pool) {
+  const int64_t K = W.ne[0];
+  const int64_t N = W.n_rows();
+  if (T <= 0 || N <= 0) return;
+  const uint32_t wt = static_cast<uint32_t>(W.type);
+  const DTypeInfo& wi = dtype_info(W.type);
+  if (wt >= kDTypeCount || wi.block_size == 0)
+    throw Error("matmul: tensor '" + W.name + "' has an unknown type id " + std::to_string(wt));
+  const Kernels& kr = kernels();
+  const VecDotFn dot = kr.vec_dot[wt];
+  if (!dot) throw Error("matmul: tensor '" + W.name + "' has type " + dtype_name(W.type) +
+                        ", which lmhost cannot compute with yet");
+  const DType qt = vec_dot_type(W.type);
+  const DTypeInfo& qi = dtype_info(qt);
+  if (K % wi.block_size != 0 || qi.block_size == 0 || K % qi.block_size != 0)
+    throw Error("matmul: tensor '" + W.name + "' has rows of " + std::to_string(K) +
+                " elements, not a multiple of the " + dtype_name(W.type) + " block size");
+
+  const size_t qrow = row_bytes(qt, K);
+  const uint8_t* act = nullptr;
+  thread_local std::vector<uint8_t> qbuf;
+  if (qt == DType::F32) {
+    act = reinterpret_cast<const uint8_t*>(X);
+  } else {
+    const QuantizeFn quant = kr.quantize[static_cast<uint32_t>(qt)];
+    if (!quant) throw Error(std::string("matmul: no quantizer for activation type ") + dtype_name(qt));
+    if (qbuf.size() < qrow * T) qbuf.resize(qrow * T);
+    uint8_t* q = qbuf.data();
+    if (T >= 8) {
+      pool.parallel_for(T, [&](int64_t t, int) { quant(X + t * K, q + t * qrow, K); });
+    } else {
+      for (int64_t t = 0; t < T; ++t) quant(X + t * K, q + t * qrow, K);
+    }
+    act = q;
+  }
+
+  const size_t wrow = W.row_stride();
+  const uint8_t* wdata = static_cast<const uint8_t*>(W.data);
+  // Token tile: activation rows that stay in L1 while a weight row is reused.
+  const int64_t tile = std::clamp<int64_t>(static_cast<int64_t>(16384 / std::max<size_t>(qrow, 1)), 1, 16);
+  // Token blocks split long prompts across tasks as well as rows.
+  constexpr int64_t kTokBlock = 64;
+  const int64_t n_tb = (T + kTokBlock - 1) / kTokBlock;
+  const int nt = pool.n_threads();
+  int64_t rows = std::clamp<int64_t>(static_cast<int64_t>(65536 / std::max<size_t>(wrow, 1)), 8, 256);
+  const int64_t want_chunks = std::max<int64_t>(1, (4 * nt + n_tb - 1) / n_tb);
+  rows = std::min(rows, std::max<int64_t>(1, (N + want_chunks - 1) / want_chunks));
+  const int64_t n_chunks = (N + rows - 1) / rows;
+
+  pool.parallel_for(n_chunks * n_tb, [&](int64_t task, int) {
+    const int64_t tb = task / n_chunks;
+    const int64_t c = task % n_chunks;
+    const int64_t r0 = c * rows, r1 = std::min(N, r0 + rows);
+    const int64_t t_begin = tb * kTokBlock, t_end = std::min(T, t_begin + kTokBlock);
+    for (int64_t t0 = t_begin; t0 < t_end; t0 += tile) {
+      const int64_t t1 = std::min(t_end, t0 + tile);
+      for (int64_t r = r0; r < r1; ++r) {
+        const uint8_t* w = wdata + r * wrow;
+        for (int64_t t = t0; t < t1; ++t) Y[t * N + r] = dot(K, w, act + t * qrow);
+      }
+    }
+  });
+}
+
+// ---------------------------------------------------------------- norms
+
+void rmsnorm(const float* x, const float* w, float* y, int64_t n, float eps) {
+  double sum = 0.0;
+  for (int64_t i = 0; i < n; ++i) sum += static_cast<double>(x[i]) * x[i];
+  const float scale = 1.0f / std::sqrt(static_cast<float>(sum / n) + eps);
+  if (w) {
+    for (int64_t i = 0; i < n; ++i) y[i] = x[i] * scale * w[i];
+  } else {
+    for (int64_t i = 0; i < n; ++i) y[i] = x[i] * scale;
+  }
+}
+
+void layernorm(const float* x, const float* w, const float* b, float* y, int64_t n, float eps) {
+  double sum = 0.0;
+  for (int64_t i = 0; i < n; ++i) sum += x[i];
+  const float mean = static_cast<float>(sum / n);
+  double var = 0.0;
+  for (int64_t i = 0; i < n; ++i) {
+    const double d = x[i] - mean;
+    var += d * d;
+  }
+  const float scale = 1.0f / std::sqrt(static_cast<float>(var / n) + eps);
+  for (int64_t i = 0; i < n; ++i) {
+    float v = (x[i] - mean) * scale;
+    if (w) v *= w[i];
+    if (b) v += b[i];
+    y[i] = v;
+  }
+}
+
+// ---------------------------------------------------------------- activations
+
+void softmax(float* x, int64_t n) {
+  if (n <= 0) return;
+  float mx = x[0];
+  for (int64_t i = 1; i < n; ++i) mx = std::max(mx, x[i]);
+  double sum = 0.0;
+  for (int64_t i = 0; i < n; ++i) {
+    x[i] = std::exp(x[i] - mx);
+    sum += x[i];
+  }
+  const float inv = static_cast<float>(1.0 / sum);
+  for (int64_t i = 0; i < n; ++i) x[i] *= inv;
+}
+
+void silu(float* x, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) x[i] = silu(x[i]);
+}
+
+void swiglu(const float* gate, const float* up, float* out, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) out[i] = silu(gate[i]) * up[i];
+}
+
+void gelu(float* x, int64_t n) {
+  constexpr float kSqrt2OverPi = 0.79788456080286535588f;
+  for (int64_t i = 0; i < n; ++i) {
+    const float v = x[i];
+    x[i] = 0.5f * v * (1.0f + std::tanh(kSqrt2OverPi * v * (1.0f + 0.044715f * v * v)));
+  }
+}
+
+void add(float* x, const float* b, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) x[i] += b[i];
+}
+
+// ---------------------------------------------------------------- rope
+
+std::vector<float> llama3_freq_factors(int n_rot, float freq_base, float factor, float low_freq_factor,
+                                       float high_freq_factor, float orig_ctx) {
+  std::vector<float> out(n_rot / 2, 1.0f);
+  const double low_wavelen = orig_ctx / low_freq_factor;
+  const double high_wavelen = orig_ctx / high_freq_factor;
+  for (int i = 0; i < n_rot / 2; ++i) {
+    const double freq = std::pow(static_cast<double>(freq_base), -2.0 * i / n_rot);
+    const double wavelen = 2.0 * M_PI / freq;
+    if (wavelen < high_wavelen) {
+      out[i] = 1.0f;
+    } else if (wavelen > low_wavelen) {
+      out[i] = factor;
+    } else {
+      const double smooth = (orig_ctx / wavelen - low_freq_factor) / (high_freq_factor - low_freq_factor);
+      out[i] = static_cast<float>(1.0 / ((1.0 - smooth) / factor + smooth));
+    }
+  }
+  return out;
+}
+
+Rope::Rope(const RopeConfig& cfg) : cfg_(cfg) {
+  if (cfg_.n_rot <= 0 || cfg_.n_rot % 2 != 0)
+    throw Error("rope: rotated dimension count must be positive and even, got " + std::to_string(cfg_.n_rot));
+  const int half = cfg_.n_rot / 2;
+  if (!cfg_.freq_factors.empty() && static_cast<int>(cfg_.freq_factors.size()) != half)
+    throw Error("rope: " + std::to_string(cfg_.freq_factors.size()) + " frequency factors given, expected " +
+                std::to_string(half));
+  inv_freq_.resize(half);
+  for (int i = 0; i < half; ++i) {
+    double f = std::pow(static_cast<double>(cfg_.freq_base), -2.0 * i / cfg_.n_rot) * cfg_.freq_scale;
+    if (!cfg_.freq_factors.empty()) f /= cfg_.freq_factors[i];
+    inv_freq_[i] = f;
+  }
+}
+
+void Rope::apply(float* x, int n_heads, int head_dim, int32_t pos) const {
+  const int half = cfg_.n_rot / 2;
+  float cs[512], sn[512];
+  float* c = cs;
+  float* s = sn;
+  std::vector<float> big;
+  if (half > 512) {
+    big.resize(2 * half);
+    c = big.data();
+    s = big.data() + half;
+  }
+  for (int i = 0; i < half; ++i) {
+    const double th = pos * inv_freq_[i];
+    c[i] = static_cast<float>(std::cos(th));
+    s[i] = static_cast<float>(std::sin(th));
+  }
+  for (int h = 0; h < n_heads; ++h) {
+    float* v = x + static_cast<int64_t>(h) * head_dim;
+    if (cfg_.style == RopeStyle::Normal) {
+      for (int i = 0; i < half; ++i) {
+        const float a = v[2 * i], b = v[2 * i + 1];
+        v[2 * i] = a * c[i] - b * s[i];
+        v[2 * i + 1] = a * s[i] + b * c[i];
+      }
+    } else {
+      for (int i = 0; i < half; ++i) {
+        const float a = v[i], b = v[i + half];
+        v[i] = a * c[i] - b * s[i];
+        v[i + half] = a * s[i] + b * c[i];
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------- attention
+
+void attend_head(const float* q, float* out, const KVView& kv, int kv_head, int head_dim_k, int head_dim_v,
+                 int n_pos, float scale, float* scores) {
+  if (kv.type == DType::F32) {
+    const float* K = static_cast<const float*>(kv.k) + static_cast<int64_t>(kv_head) * head_dim_k;
+    const float* V = static_cast<const float*>(kv.v) + static_cast<int64_t>(kv_head) * head_dim_v;
+    for (int j = 0; j < n_pos; ++j) {
+      const float* k = K + j * kv.k_row_stride;
+      float s = 0.0f;
+      for (int d = 0; d < head_dim_k; ++d) s += q[d] * k[d];
+      scores[j] = s * scale;
+    }
+    softmax(scores, n_pos);
+    for (int d = 0; d < head_dim_v; ++d) out[d] = 0.0f;
+    for (int j = 0; j < n_pos; ++j) {
+      const float* v = V + j * kv.v_row_stride;
+      const float p = scores[j];
+      for (int d = 0; d < head_dim_v; ++d) out[d] += p * v[d];
+    }
+  } else if (kv.type == DType::F16) {
+    const float* tab = fp16_table();
+    const uint16_t* K = static_cast<const uint16_t*>(kv.k) + static_cast<int64_t>(kv_head) * head_dim_k;
+    const uint16_t* V = static_cast<const uint16_t*>(kv.v) + static_cast<int64_t>(kv_head) * head_dim_v;
+    float qh[1024];
+    std::vector<float> qbig;
+    float* qr = qh;
+    if (head_dim_k > 1024) {
+      qbig.resize(head_dim_k);
+      qr = qbig.data();
+    }
+    for (int d = 0; d < head_dim_k; ++d) qr[d] = round_f16(q[d]);
+    for (int j = 0; j < n_pos; ++j) {
+      const uint16_t* k = K + j * kv.k_row_stride;
+      float s = 0.0f;
+      for (int d = 0; d < head_dim_k; ++d) s += qr[d] * tab[k[d]];
+      scores[j] = s * scale;
+    }
+    softmax(scores, n_pos);
+    for (int d = 0; d < head_dim_v; ++d) out[d] = 0.0f;
+    for (int j = 0; j < n_pos; ++j) {
+      const uint16_t* v = V + j * kv.v_row_stride;
+      const float p = round_f16(scores[j]);
+      for (int d = 0; d < head_dim_v; ++d) out[d] += p * tab[v[d]];
+    }
+  } else {
+    throw Error(std::string("attention: unsupported KV cache type ") + dtype_name(kv.type));
+  }
+}
+
+void attention(const float* Q, float* O, int64_t T, const int32_t* pos, int n_head, int n_head_kv,
+               int head_dim_k, int head_dim_v, const KVView& kv, float scale, ThreadPool& pool) {
+  if (T <= 0) return;
+  if (n_head_kv <= 0 || n_head % n_head_kv != 0)
+    throw Error("attention: head count " + std::to_string(n_head) + " is not a multiple of the kv head count " +
+                std::to_string(n_head_kv));
+  const int group = n_head / n_head_kv;
+  int32_t max_pos = 0;
+  for (int64_t t = 0; t < T; ++t) max_pos = std::max(max_pos, pos[t]);
+  const int64_t stride = static_cast<int64_t>(max_pos) + 1;
+  thread_local std::vector<float> scratch;
+  if (scratch.size() < static_cast<size_t>(stride * pool.n_threads())) scratch.resize(stride * pool.n_threads());
+  float* sc = scratch.data();
+  const int64_t qrow = static_cast<int64_t>(n_head) * head_dim_k;
+  const int64_t orow = static_cast<int64_t>(n_head) * head_dim_v;
+  pool.parallel_for(T * n_head, [&](int64_t task, int thread) {
+    const int64_t t = task / n_head;
+    const int h = static_cast<int>(task % n_head);
+    attend_head(Q + t * qrow + static_cast<int64_t>(h) * head_dim_k, O + t * orow + static_cast<int64_t>(h) * head_dim_v,
+                kv, h / group, head_dim_k, head_dim_v, pos[t] + 1, scale, sc + thread * stride);
+  });
+}
+
+}  // namespace lmhost::ops
