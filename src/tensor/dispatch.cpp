@@ -1,0 +1,129 @@
+// Run-time kernel selection: CPUID-based ISA detection, one table per ISA
+// (scalar entries where an ISA has no kernel of its own), LMHOST_ISA
+// override, and the checked convenience wrappers.
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
+#include "tensor/blocks.h"
+#include "tensor/kernels.h"
+#include "util/error.h"
+
+namespace lmhost {
+
+const char* isa_name(Isa isa) {
+  switch (isa) {
+    case Isa::Scalar: return "scalar";
+    case Isa::AVX2: return "avx2";
+    case Isa::AVX512: return "avx512";
+  }
+  return "unknown";
+}
+
+Isa detect_isa() {
+#if defined(__x86_64__) || defined(__i386__)
+  // libgcc's CPU model checks both CPUID and the OS-enabled state (XCR0).
+  __builtin_cpu_init();
+  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+                    __builtin_cpu_supports("f16c") && __builtin_cpu_supports("bmi2");
+  const bool avx512 = avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                      __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") &&
+                      __builtin_cpu_supports("avx512vnni");
+  if (avx512) return Isa::AVX512;
+  if (avx2) return Isa::AVX2;
+#endif
+  return Isa::Scalar;
+}
+
+namespace {
+
+Kernels build(Isa isa) {
+  Kernels k{};
+  k.isa = isa;
+  detail::fill_scalar(k);
+  if (isa == Isa::AVX2 || isa == Isa::AVX512) detail::fill_avx2(k);
+  if (isa == Isa::AVX512) detail::fill_avx512(k);
+  return k;
+}
+
+Isa selected_isa() {
+  const Isa best = detect_isa();
+  const char* env = std::getenv("LMHOST_ISA");
+  if (!env || !*env) return best;
+  const std::string v(env);
+  Isa want;
+  if (v == "scalar") want = Isa::Scalar;
+  else if (v == "avx2") want = Isa::AVX2;
+  else if (v == "avx512") want = Isa::AVX512;
+  else throw Error("LMHOST_ISA=" + v + " is not valid; use scalar, avx2 or avx512");
+  if (static_cast<int>(want) > static_cast<int>(best)) {
+    std::fprintf(stderr, "lmhost: LMHOST_ISA=%s is not supported by this CPU; using %s\n", env, isa_name(best));
+    return best;
+  }
+  return want;
+}
+
+}  // namespace
+
+const Kernels& kernels_for(Isa isa) {
+  static const Kernels scalar = build(Isa::Scalar);
+  static const Kernels avx2 = build(Isa::AVX2);
+  static const Kernels avx512 = build(Isa::AVX512);
+  switch (isa) {
+    case Isa::AVX2: return avx2;
+    case Isa::AVX512: return avx512;
+    default: return scalar;
+  }
+}
+
+const Kernels& kernels() {
+  static const Kernels& k = kernels_for(selected_isa());
+  return k;
+}
+
+DType vec_dot_type(DType w) {
+  switch (w) {
+    case DType::F32: case DType::F16: case DType::BF16: return DType::F32;
+    case DType::Q4_0: case DType::Q5_0: case DType::Q8_0: return DType::Q8_0;
+    case DType::Q4_1: case DType::Q5_1: return DType::Q8_1;
+    case DType::Q2_K: case DType::Q3_K: case DType::Q4_K: case DType::Q5_K: case DType::Q6_K:
+      return DType::Q8_K;
+    default:
+      throw Error(std::string("tensor type ") + dtype_name(w) + " cannot be used in a matrix product");
+  }
+}
+
+namespace {
+uint32_t checked_id(DType t, int64_t n, const char* what) {
+  const uint32_t id = static_cast<uint32_t>(t);
+  const DTypeInfo& info = dtype_info(t);
+  if (info.block_size == 0) throw Error("unknown tensor type id " + std::to_string(id));
+  if (n < 0 || n % info.block_size != 0)
+    throw Error(std::string(what) + ": row of " + std::to_string(n) + " elements is not a multiple of the " +
+                info.name + " block size " + std::to_string(info.block_size));
+  return id;
+}
+}  // namespace
+
+void dequantize_row(DType t, const void* src, float* dst, int64_t n) {
+  const uint32_t id = checked_id(t, n, "dequantize");
+  DequantizeFn f = kernels().dequantize[id];
+  if (!f) throw Error(std::string("tensor type ") + dtype_name(t) + " is not supported (cannot dequantize it)");
+  f(src, dst, n);
+}
+
+void quantize_row(DType t, const float* src, void* dst, int64_t n) {
+  const uint32_t id = checked_id(t, n, "quantize");
+  QuantizeFn f = kernels().quantize[id];
+  if (!f) throw Error(std::string("quantizing to ") + dtype_name(t) + " is not supported");
+  f(src, dst, n);
+}
+
+float vec_dot(DType w, int64_t n, const void* w_row, const void* act_row) {
+  const uint32_t id = checked_id(w, n, "vec_dot");
+  VecDotFn f = kernels().vec_dot[id];
+  if (!f) throw Error(std::string("tensor type ") + dtype_name(w) + " is not supported in matrix products");
+  return f(n, w_row, act_row);
+}
+
+}  // namespace lmhost
