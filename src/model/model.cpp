@@ -1,0 +1,253 @@
+#include "model/model.h"
+
+#include <cmath>
+#include <cstring>
+#include <string>
+
+#include "tensor/kernels.h"
+#include "util/error.h"
+#include "util/fp16.h"
+
+namespace lmhost {
+
+namespace {
+
+std::string shape_str(const int64_t* ne, int n) {
+  std::string s = "[";
+  for (int i = 0; i < n; ++i) {
+    if (i) s += ", ";
+    s += std::to_string(ne[i]);
+  }
+  return s + "]";
+}
+
+std::string shape_str(std::initializer_list<int64_t> dims) {
+  std::string s = "[";
+  bool first = true;
+  for (int64_t d : dims) {
+    if (!first) s += ", ";
+    first = false;
+    s += std::to_string(d);
+  }
+  return s + "]";
+}
+
+int required_int(const gguf::File& f, const std::string& arch, const char* suffix) {
+  const auto v = f.get_arch_int(suffix);
+  if (!v) throw Error(f.path() + ": missing metadata key '" + arch + "." + suffix + "'");
+  if (*v <= 0 || *v > (1 << 30))
+    throw Error(f.path() + ": metadata key '" + arch + "." + suffix + "' has invalid value " + std::to_string(*v));
+  return static_cast<int>(*v);
+}
+
+int optional_int(const gguf::File& f, const std::string& arch, const char* suffix, int def) {
+  const auto v = f.get_arch_int(suffix);
+  if (!v) return def;
+  if (*v <= 0 || *v > (1 << 30))
+    throw Error(f.path() + ": metadata key '" + arch + "." + suffix + "' has invalid value " + std::to_string(*v));
+  return static_cast<int>(*v);
+}
+
+// A 1-D tensor as floats (norm weights, biases, rope factors).
+std::vector<float> load_vector(const gguf::File& f, const std::string& name, int64_t n, bool required) {
+  const gguf::TensorInfo* t = f.tensor(name);
+  if (!t) {
+    if (required) throw Error(f.path() + ": tensor '" + name + "' is missing");
+    return {};
+  }
+  if (t->n_elements() != n || t->dims.empty() || t->dims[0] != n)
+    throw Error(f.path() + ": tensor '" + name + "' has shape " + shape_str(t->dims.data(), (int)t->dims.size()) +
+                ", expected [" + std::to_string(n) + "]");
+  std::vector<float> out(n);
+  switch (t->type) {
+    case DType::F32: std::memcpy(out.data(), t->data, n * sizeof(float)); break;
+    case DType::F16:
+      for (int64_t i = 0; i < n; ++i) {
+        uint16_t h;
+        std::memcpy(&h, t->data + 2 * i, 2);
+        out[i] = fp16_to_fp32(h);
+      }
+      break;
+    case DType::BF16:
+      for (int64_t i = 0; i < n; ++i) {
+        uint16_t h;
+        std::memcpy(&h, t->data + 2 * i, 2);
+        out[i] = bf16_to_fp32(h);
+      }
+      break;
+    default:
+      throw Error(f.path() + ": tensor '" + name + "' has type " + dtype_name(t->type) +
+                  "; vectors must be F32, F16 or BF16");
+  }
+  return out;
+}
+
+// A matrix {ne0 = K, ne1 = N} usable by ops::matmul.
+TensorView load_matrix(const gguf::File& f, const std::string& name, int64_t K, int64_t N) {
+  const gguf::TensorInfo* t = f.tensor(name);
+  if (!t) throw Error(f.path() + ": tensor '" + name + "' is missing");
+  const int nd = static_cast<int>(t->dims.size());
+  bool ok = nd >= 2 && t->dims[0] == K && t->dims[1] == N;
+  for (int i = 2; ok && i < nd; ++i) ok = t->dims[i] == 1;
+  if (!ok)
+    throw Error(f.path() + ": tensor '" + name + "' has shape " + shape_str(t->dims.data(), nd) + ", expected " +
+                shape_str({K, N}));
+  const uint32_t ti = static_cast<uint32_t>(t->type);
+  const DTypeInfo& info = dtype_info(t->type);
+  if (ti >= kDTypeCount || info.block_size == 0 || !kernels().vec_dot[ti])
+    throw Error(f.path() + ": tensor '" + name + "' has type " + (info.block_size ? dtype_name(t->type) : "unknown") +
+                ", which lmhost cannot compute with yet");
+  const DTypeInfo& qi = dtype_info(vec_dot_type(t->type));
+  if (K % info.block_size != 0 || qi.block_size == 0 || K % qi.block_size != 0)
+    throw Error(f.path() + ": tensor '" + name + "' rows of " + std::to_string(K) +
+                " elements do not fit the block size of " + dtype_name(t->type));
+  return t->view();
+}
+
+}  // namespace
+
+HParams HParams::from_gguf(const gguf::File& f) {
+  HParams hp;
+  const auto arch = f.get_string("general.architecture");
+  if (!arch) throw Error(f.path() + ": missing metadata key 'general.architecture'");
+  hp.arch_name = std::string(*arch);
+  if (hp.arch_name == "llama") {
+    hp.arch = Arch::Llama;
+    hp.rope_style = ops::RopeStyle::Normal;  // convert permutes Q/K for adjacent pairs
+  } else if (hp.arch_name == "qwen2") {
+    hp.arch = Arch::Qwen2;
+    hp.rope_style = ops::RopeStyle::NeoX;
+  } else {
+    throw Error(f.path() + ": architecture '" + hp.arch_name + "' is not supported (supported: llama, qwen2)");
+  }
+  const std::string& a = hp.arch_name;
+  hp.n_ctx_train = required_int(f, a, "context_length");
+  hp.n_embd = required_int(f, a, "embedding_length");
+  hp.n_layer = required_int(f, a, "block_count");
+  hp.n_ff = required_int(f, a, "feed_forward_length");
+  hp.n_head = required_int(f, a, "attention.head_count");
+  hp.n_head_kv = optional_int(f, a, "attention.head_count_kv", hp.n_head);
+  if (hp.n_head % hp.n_head_kv != 0)
+    throw Error(f.path() + ": attention.head_count " + std::to_string(hp.n_head) +
+                " is not a multiple of attention.head_count_kv " + std::to_string(hp.n_head_kv));
+  const int def_hd = hp.n_embd % hp.n_head == 0 ? hp.n_embd / hp.n_head : 0;
+  hp.head_dim_k = optional_int(f, a, "attention.key_length", def_hd);
+  hp.head_dim_v = optional_int(f, a, "attention.value_length", def_hd);
+  if (hp.head_dim_k <= 0 || hp.head_dim_v <= 0)
+    throw Error(f.path() + ": embedding_length " + std::to_string(hp.n_embd) + " is not a multiple of head_count " +
+                std::to_string(hp.n_head) + " and attention.key_length is not given");
+  const auto eps = f.get_arch_float("attention.layer_norm_rms_epsilon");
+  if (!eps) throw Error(f.path() + ": missing metadata key '" + a + ".attention.layer_norm_rms_epsilon'");
+  if (!(*eps > 0.0 && *eps < 1.0))
+    throw Error(f.path() + ": " + a + ".attention.layer_norm_rms_epsilon has invalid value " + std::to_string(*eps));
+  hp.rms_eps = static_cast<float>(*eps);
+
+  hp.n_rot = optional_int(f, a, "rope.dimension_count", hp.head_dim_k);
+  if (hp.n_rot % 2 != 0 || hp.n_rot > hp.head_dim_k)
+    throw Error(f.path() + ": " + a + ".rope.dimension_count " + std::to_string(hp.n_rot) +
+                " must be even and at most the head size " + std::to_string(hp.head_dim_k));
+  hp.rope_freq_base = static_cast<float>(f.get_arch_float("rope.freq_base").value_or(10000.0));
+  if (!(hp.rope_freq_base > 0.0f))
+    throw Error(f.path() + ": " + a + ".rope.freq_base must be positive");
+  if (auto st = f.get_string(a + ".rope.scaling.type")) hp.rope_scaling_type = std::string(*st);
+  auto factor = f.get_arch_float("rope.scaling.factor");
+  if (!factor) factor = f.get_arch_float("rope.scale_linear");  // older files
+  if (factor && *factor > 0.0) hp.rope_scaling_factor = static_cast<float>(*factor);
+  hp.rope_low_freq_factor = static_cast<float>(f.get_arch_float("rope.scaling.low_freq_factor").value_or(1.0));
+  hp.rope_high_freq_factor = static_cast<float>(f.get_arch_float("rope.scaling.high_freq_factor").value_or(4.0));
+  hp.rope_orig_ctx = static_cast<int>(f.get_arch_int("rope.scaling.original_context_length").value_or(0));
+  const std::string& st = hp.rope_scaling_type;
+  if (st.empty() || st == "none") {
+    if (st.empty() && f.find(a + ".rope.scale_linear") && hp.rope_scaling_factor != 1.0f)
+      hp.rope_freq_scale = 1.0f / hp.rope_scaling_factor;
+  } else if (st == "linear") {
+    hp.rope_freq_scale = 1.0f / hp.rope_scaling_factor;
+  } else if (st == "llama3") {
+    // frequency factors computed in Model::load unless rope_freqs.weight exists
+  } else {
+    throw Error(f.path() + ": rope scaling type '" + st + "' is not supported yet (supported: none, linear, llama3)");
+  }
+  return hp;
+}
+
+std::shared_ptr<Model> Model::load(std::shared_ptr<gguf::File> file) {
+  if (!file) throw Error("Model::load: no file");
+  std::shared_ptr<Model> m(new Model());
+  m->file_ = file;
+  const gguf::File& f = *file;
+  HParams& hp = m->hp_;
+  hp = HParams::from_gguf(f);
+
+  const gguf::TensorInfo* emb = f.tensor("token_embd.weight");
+  if (!emb) throw Error(f.path() + ": tensor 'token_embd.weight' is missing");
+  if (emb->dims.size() < 2 || emb->dims[0] != hp.n_embd || emb->dims[1] <= 0)
+    throw Error(f.path() + ": tensor 'token_embd.weight' has shape " +
+                shape_str(emb->dims.data(), (int)emb->dims.size()) + ", expected [" + std::to_string(hp.n_embd) +
+                ", n_vocab]");
+  hp.n_vocab = static_cast<int>(emb->dims[1]);
+  {
+    const DType et = emb->type;
+    const uint32_t ti = static_cast<uint32_t>(et);
+    if (!(et == DType::F32 || et == DType::F16 || et == DType::BF16) &&
+        (ti >= kDTypeCount || !kernels().dequantize[ti]))
+      throw Error(f.path() + ": tensor 'token_embd.weight' has type " + dtype_name(et) +
+                  ", which lmhost cannot read yet");
+    if (hp.n_embd % dtype_info(et).block_size != 0)
+      throw Error(f.path() + ": tensor 'token_embd.weight' rows do not fit the block size of its type");
+  }
+  m->token_embd_ = emb->view();
+  m->output_norm_ = load_vector(f, "output_norm.weight", hp.n_embd, true);
+  if (f.tensor("output.weight")) {
+    m->output_ = load_matrix(f, "output.weight", hp.n_embd, hp.n_vocab);
+  } else {
+    m->output_ = load_matrix(f, "token_embd.weight", hp.n_embd, hp.n_vocab);
+    m->tied_output_ = true;
+  }
+
+  const int E = hp.n_embd, Q = hp.n_head * hp.head_dim_k, KV_K = hp.n_embd_k_gqa(), KV_V = hp.n_embd_v_gqa();
+  const int O = hp.n_head * hp.head_dim_v;
+  m->layers_.resize(hp.n_layer);
+  for (int l = 0; l < hp.n_layer; ++l) {
+    const std::string p = "blk." + std::to_string(l) + ".";
+    LayerWeights& L = m->layers_[l];
+    L.attn_norm = load_vector(f, p + "attn_norm.weight", E, true);
+    L.wq = load_matrix(f, p + "attn_q.weight", E, Q);
+    L.wk = load_matrix(f, p + "attn_k.weight", E, KV_K);
+    L.wv = load_matrix(f, p + "attn_v.weight", E, KV_V);
+    L.wo = load_matrix(f, p + "attn_output.weight", O, E);
+    const bool need_bias = hp.arch == Arch::Qwen2;
+    L.bq = load_vector(f, p + "attn_q.bias", Q, need_bias);
+    L.bk = load_vector(f, p + "attn_k.bias", KV_K, need_bias);
+    L.bv = load_vector(f, p + "attn_v.bias", KV_V, need_bias);
+    L.ffn_norm = load_vector(f, p + "ffn_norm.weight", E, true);
+    L.ffn_gate = load_matrix(f, p + "ffn_gate.weight", E, hp.n_ff);
+    L.ffn_up = load_matrix(f, p + "ffn_up.weight", E, hp.n_ff);
+    L.ffn_down = load_matrix(f, p + "ffn_down.weight", hp.n_ff, E);
+  }
+
+  ops::RopeConfig& rc = m->rope_;
+  rc.style = hp.rope_style;
+  rc.n_rot = hp.n_rot;
+  rc.freq_base = hp.rope_freq_base;
+  rc.freq_scale = hp.rope_freq_scale;
+  if (f.tensor("rope_freqs.weight")) {
+    rc.freq_factors = load_vector(f, "rope_freqs.weight", hp.n_rot / 2, true);
+  } else if (hp.rope_scaling_type == "llama3") {
+    const float orig = hp.rope_orig_ctx > 0 ? static_cast<float>(hp.rope_orig_ctx) : 8192.0f;
+    rc.freq_factors = ops::llama3_freq_factors(hp.n_rot, hp.rope_freq_base, hp.rope_scaling_factor,
+                                               hp.rope_low_freq_factor, hp.rope_high_freq_factor, orig);
+  }
+  for (float ff : rc.freq_factors)
+    if (!(ff > 0.0f)) throw Error(f.path() + ": rope frequency factors must be positive");
+  return m;
+}
+
+size_t Model::weight_bytes() const {
+  size_t n = token_embd_.nbytes + (tied_output_ ? 0 : output_.nbytes);
+  for (const auto& L : layers_)
+    n += L.wq.nbytes + L.wk.nbytes + L.wv.nbytes + L.wo.nbytes + L.ffn_gate.nbytes + L.ffn_up.nbytes +
+         L.ffn_down.nbytes;
+  return n;
+}
+
+}  // namespace lmhost
