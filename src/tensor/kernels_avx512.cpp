@@ -1,10 +1,553 @@
-// AVX-512 (F/BW/DQ/VL) + VNNI kernels.
+// AVX-512 (F/BW/DQ/VL) + VNNI kernels. Integer dot products use vpdpbusd
+// (u8 x s8 -> s32) and, for the K-quants, vpmaddubsw + vpdpwssd so that the
+// per-sub-block scales are applied in the integer domain. Legacy 32-element
+// blocks are processed two per 512-bit register.
+// GCC 12 warns about its own _mm512_cast*/_mm512_undefined* helpers.
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
 
+#include <cstring>
+
 #include "tensor/blocks.h"
+#include "util/fp16.h"
 
 namespace lmhost::detail {
+namespace {
 
-void fill_avx512(Kernels& k) { (void)k; }
+using namespace lmhost::blocks;
+
+inline float h2f(uint16_t h) { return _cvtsh_ss(h); }
+
+inline __m512i load_2x256(const void* p0, const void* p1) {
+  return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256(static_cast<const __m256i*>(p0))),
+                            _mm256_loadu_si256(static_cast<const __m256i*>(p1)), 1);
+}
+inline __m512 scale_pair(float d0, float d1) {
+  return _mm512_insertf32x8(_mm512_set1_ps(d0), _mm256_set1_ps(d1), 1);
+}
+inline int hsum_256_epi32(__m256i v) {
+  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+  return _mm_cvtsi128_si32(s);
+}
+inline float hsum_256_ps(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+// 16 weight nibbles of one block -> 32 bytes in element order (low nibbles
+// are elements 0..15, high nibbles 16..31).
+inline __m256i expand_q4_one(const uint8_t* qs) {
+  const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
+  const __m256i v = _mm256_inserti128_si256(_mm256_castsi128_si256(q), _mm_srli_epi16(q, 4), 1);
+  return _mm256_and_si256(v, _mm256_set1_epi8(0x0F));
+}
+// Two blocks' nibbles -> 64 bytes: [block0 elements 0..31, block1 elements 0..31].
+inline __m512i expand_q4_pair(const uint8_t* q0, const uint8_t* q1) {
+  const __m256i q = _mm256_inserti128_si256(
+      _mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q0))),
+      _mm_loadu_si128(reinterpret_cast<const __m128i*>(q1)), 1);
+  __m512i v = _mm512_permutexvar_epi64(_mm512_set_epi64(3, 2, 3, 2, 1, 0, 1, 0), _mm512_castsi256_si512(q));
+  v = _mm512_srlv_epi64(v, _mm512_set_epi64(4, 4, 0, 0, 4, 4, 0, 0));
+  return _mm512_and_si512(v, _mm512_set1_epi8(0x0F));
+}
+inline uint32_t load_u32(const uint8_t* p) { uint32_t v; std::memcpy(&v, p, 4); return v; }
+
+// ---------------------------------------------------------------- plain types
+
+float dot_f32(int64_t n, const void* w, const void* a) {
+  const float* x = static_cast<const float*>(w);
+  const float* y = static_cast<const float*>(a);
+  __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+  int64_t i = 0;
+  for (; i + 64 <= n; i += 64) {
+    s0 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i), _mm512_loadu_ps(y + i), s0);
+    s1 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i + 16), _mm512_loadu_ps(y + i + 16), s1);
+    s2 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i + 32), _mm512_loadu_ps(y + i + 32), s2);
+    s3 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i + 48), _mm512_loadu_ps(y + i + 48), s3);
+  }
+  for (; i < n; i += 16) {
+    const __mmask16 m = n - i >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << (n - i)) - 1);
+    s0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, x + i), _mm512_maskz_loadu_ps(m, y + i), s0);
+  }
+  return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
+}
+
+inline __m512 load_f16(const uint16_t* p) { return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))); }
+inline __m512 load_f16_mask(const uint16_t* p, __mmask16 m) { return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p)); }
+inline __m512 load_bf16(const uint16_t* p) {
+  return _mm512_castsi512_ps(
+      _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))), 16));
+}
+inline __m512 load_bf16_mask(const uint16_t* p, __mmask16 m) {
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, p)), 16));
+}
+
+template <__m512 (*Load)(const uint16_t*), __m512 (*LoadMask)(const uint16_t*, __mmask16)>
+float dot_half(int64_t n, const void* w, const void* a) {
+  const uint16_t* x = static_cast<const uint16_t*>(w);
+  const float* y = static_cast<const float*>(a);
+  __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+  int64_t i = 0;
+  for (; i + 64 <= n; i += 64) {
+    s0 = _mm512_fmadd_ps(Load(x + i), _mm512_loadu_ps(y + i), s0);
+    s1 = _mm512_fmadd_ps(Load(x + i + 16), _mm512_loadu_ps(y + i + 16), s1);
+    s2 = _mm512_fmadd_ps(Load(x + i + 32), _mm512_loadu_ps(y + i + 32), s2);
+    s3 = _mm512_fmadd_ps(Load(x + i + 48), _mm512_loadu_ps(y + i + 48), s3);
+  }
+  for (; i < n; i += 16) {
+    const __mmask16 m = n - i >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << (n - i)) - 1);
+    s0 = _mm512_fmadd_ps(LoadMask(x + i, m), _mm512_maskz_loadu_ps(m, y + i), s0);
+  }
+  return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
+}
+
+template <__m512 (*Load)(const uint16_t*), __m512 (*LoadMask)(const uint16_t*, __mmask16)>
+void dequant_half(const void* src, float* dst, int64_t n) {
+  const uint16_t* x = static_cast<const uint16_t*>(src);
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) _mm512_storeu_ps(dst + i, Load(x + i));
+  if (i < n) {
+    const __mmask16 m = static_cast<__mmask16>((1u << (n - i)) - 1);
+    _mm512_mask_storeu_ps(dst + i, m, LoadMask(x + i, m));
+  }
+}
+
+void quant_f16(const float* src, void* dst, int64_t n) {
+  uint16_t* d = static_cast<uint16_t*>(dst);
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16)
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(d + i),
+                        _mm512_cvtps_ph(_mm512_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+  for (; i < n; ++i) d[i] = fp32_to_fp16(src[i]);
+}
+
+// Round to nearest even in integer arithmetic (vcvtneps2bf16 would flush
+// denormals); NaN stays NaN (quiet bit set), as in util/fp16.h.
+void quant_bf16(const float* src, void* dst, int64_t n) {
+  uint16_t* d = static_cast<uint16_t*>(dst);
+  int64_t i = 0;
+  const __m512i bias = _mm512_set1_epi32(0x7fff), one = _mm512_set1_epi32(1);
+  const __m512i absmask = _mm512_set1_epi32(0x7fffffff), inf = _mm512_set1_epi32(0x7f800000);
+  for (; i + 16 <= n; i += 16) {
+    const __m512i u = _mm512_loadu_si512(src + i);
+    const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), one);
+    __m512i r = _mm512_srli_epi32(_mm512_add_epi32(u, _mm512_add_epi32(bias, lsb)), 16);
+    const __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(u, absmask), inf);
+    r = _mm512_mask_mov_epi32(r, nan, _mm512_or_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(0x40)));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(d + i), _mm512_cvtepi32_epi16(r));
+  }
+  for (; i < n; ++i) d[i] = fp32_to_bf16(src[i]);
+}
+
+// ------------------------------------------------- activation quantization
+
+// 32 floats -> 32 int8 = rne(x * id); returns the int32 quants' sum.
+inline int quant_32(const float* x, float id, int8_t* out) {
+  const __m512 vid = _mm512_set1_ps(id);
+  const __m512i q0 = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(x), vid));
+  const __m512i q1 = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(x + 16), vid));
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(out), _mm512_cvtsepi32_epi8(q0));
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(out + 16), _mm512_cvtsepi32_epi8(q1));
+  return _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
+}
+inline float amax_32(const float* x) {
+  const __m512 m = _mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(x)), _mm512_abs_ps(_mm512_loadu_ps(x + 16)));
+  return _mm512_reduce_max_ps(m);
+}
+
+void quant_q8_0(const float* x, void* dst, int64_t n) {
+  BlockQ8_0* b = static_cast<BlockQ8_0*>(dst);
+  for (int64_t i = 0; i < n / QK; ++i, x += QK) {
+    const float amax = amax_32(x);
+    const float id = amax != 0 ? 127.0f / amax : 0.0f;
+    b[i].d = fp32_to_fp16(amax / 127.0f);
+    quant_32(x, id, b[i].qs);
+  }
+}
+void quant_q8_1(const float* x, void* dst, int64_t n) {
+  BlockQ8_1* b = static_cast<BlockQ8_1*>(dst);
+  for (int64_t i = 0; i < n / QK; ++i, x += QK) {
+    const float amax = amax_32(x);
+    const float id = amax != 0 ? 127.0f / amax : 0.0f;
+    const float d = amax / 127.0f;
+    const int sum = quant_32(x, id, b[i].qs);
+    b[i].d = fp32_to_fp16(d);
+    b[i].s = fp32_to_fp16(d * static_cast<float>(sum));
+  }
+}
+void quant_q8_k(const float* x, void* dst, int64_t n) {
+  BlockQ8_K* b = static_cast<BlockQ8_K*>(dst);
+  for (int64_t i = 0; i < n / QK_K; ++i, x += QK_K) {
+    __m512 m = _mm512_setzero_ps();
+    for (int j = 0; j < QK_K; j += 16) m = _mm512_max_ps(m, _mm512_abs_ps(_mm512_loadu_ps(x + j)));
+    const float amax = _mm512_reduce_max_ps(m);
+    const __m512 vid = _mm512_set1_ps(amax != 0 ? 127.0f / amax : 0.0f);
+    b[i].d = amax / 127.0f;
+    for (int g = 0; g < 16; ++g) {
+      const __m512i q = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(x + 16 * g), vid));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(b[i].qs + 16 * g), _mm512_cvtsepi32_epi8(q));
+      b[i].bsums[g] = static_cast<int16_t>(_mm512_reduce_add_epi32(q));
+    }
+  }
+}
+
+// ------------------------------------------------------- legacy dot products
+
+// sum(u * s) - c * sum(s) for 32-byte rows of unsigned weights u, signed s.
+inline __m256i dot1_u8_offset(__m256i u, __m256i s, __m256i c) {
+  return _mm256_sub_epi32(_mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s),
+                          _mm256_dpbusd_epi32(_mm256_setzero_si256(), c, s));
+}
+inline __m512i dot2_u8_offset(__m512i u, __m512i s, __m512i c) {
+  return _mm512_sub_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), u, s),
+                          _mm512_dpbusd_epi32(_mm512_setzero_si512(), c, s));
+}
+
+float dot_q4_0(int64_t n, const void* w, const void* a) {
+  const BlockQ4_0* x = static_cast<const BlockQ4_0*>(w);
+  const BlockQ8_0* y = static_cast<const BlockQ8_0*>(a);
+  const int64_t nb = n / QK;
+  const __m512i k8 = _mm512_set1_epi8(8);
+  __m512 acc = _mm512_setzero_ps();
+  int64_t i = 0;
+  for (; i + 2 <= nb; i += 2) {
+    const __m512i u = expand_q4_pair(x[i].qs, x[i + 1].qs);
+    const __m512i s = load_2x256(y[i].qs, y[i + 1].qs);
+    const __m512 d = scale_pair(h2f(x[i].d) * h2f(y[i].d), h2f(x[i + 1].d) * h2f(y[i + 1].d));
+    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot2_u8_offset(u, s, k8)), d, acc);
+  }
+  float r = _mm512_reduce_add_ps(acc);
+  for (; i < nb; ++i) {
+    const __m256i s = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[i].qs));
+    const int p = hsum_256_epi32(dot1_u8_offset(expand_q4_one(x[i].qs), s, _mm256_set1_epi8(8)));
+    r += h2f(x[i].d) * h2f(y[i].d) * static_cast<float>(p);
+  }
+  return r;
+}
+
+float dot_q4_1(int64_t n, const void* w, const void* a) {
+  const BlockQ4_1* x = static_cast<const BlockQ4_1*>(w);
+  const BlockQ8_1* y = static_cast<const BlockQ8_1*>(a);
+  const int64_t nb = n / QK;
+  __m512 acc = _mm512_setzero_ps();
+  float summ = 0;
+  int64_t i = 0;
+  for (; i + 2 <= nb; i += 2) {
+    const __m512i u = expand_q4_pair(x[i].qs, x[i + 1].qs);
+    const __m512i s = load_2x256(y[i].qs, y[i + 1].qs);
+    const __m512 d = scale_pair(h2f(x[i].d) * h2f(y[i].d), h2f(x[i + 1].d) * h2f(y[i + 1].d));
+    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_dpbusd_epi32(_mm512_setzero_si512(), u, s)), d, acc);
+    summ += h2f(x[i].m) * h2f(y[i].s) + h2f(x[i + 1].m) * h2f(y[i + 1].s);
+  }
+  float r = _mm512_reduce_add_ps(acc) + summ;
+  for (; i < nb; ++i) {
+    const __m256i s = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[i].qs));
+    const int p = hsum_256_epi32(_mm256_dpbusd_epi32(_mm256_setzero_si256(), expand_q4_one(x[i].qs), s));
+    r += h2f(x[i].d) * h2f(y[i].d) * static_cast<float>(p) + h2f(x[i].m) * h2f(y[i].s);
+  }
+  return r;
+}
+
+// Adds 16 to the bytes whose bit is set in the block's qh (the 5th bit).
+inline __m512i add_q5_high_pair(__m512i q, const uint8_t* qh0, const uint8_t* qh1) {
+  const __mmask64 m = static_cast<__mmask64>(load_u32(qh0)) | (static_cast<__mmask64>(load_u32(qh1)) << 32);
+  return _mm512_mask_add_epi8(q, m, q, _mm512_set1_epi8(16));
+}
+inline __m256i add_q5_high_one(__m256i q, const uint8_t* qh) {
+  return _mm256_mask_add_epi8(q, static_cast<__mmask32>(load_u32(qh)), q, _mm256_set1_epi8(16));
+}
+
+float dot_q5_0(int64_t n, const void* w, const void* a) {
+  const BlockQ5_0* x = static_cast<const BlockQ5_0*>(w);
+  const BlockQ8_0* y = static_cast<const BlockQ8_0*>(a);
+  const int64_t nb = n / QK;
+  const __m512i k16 = _mm512_set1_epi8(16);
+  __m512 acc = _mm512_setzero_ps();
+  int64_t i = 0;
+  for (; i + 2 <= nb; i += 2) {
+    const __m512i u = add_q5_high_pair(expand_q4_pair(x[i].qs, x[i + 1].qs), x[i].qh, x[i + 1].qh);
+    const __m512i s = load_2x256(y[i].qs, y[i + 1].qs);
+    const __m512 d = scale_pair(h2f(x[i].d) * h2f(y[i].d), h2f(x[i + 1].d) * h2f(y[i + 1].d));
+    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot2_u8_offset(u, s, k16)), d, acc);
+  }
+  float r = _mm512_reduce_add_ps(acc);
+  for (; i < nb; ++i) {
+    const __m256i s = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[i].qs));
+    const __m256i u = add_q5_high_one(expand_q4_one(x[i].qs), x[i].qh);
+    const int p = hsum_256_epi32(dot1_u8_offset(u, s, _mm256_set1_epi8(16)));
+    r += h2f(x[i].d) * h2f(y[i].d) * static_cast<float>(p);
+  }
+  return r;
+}
+
+float dot_q5_1(int64_t n, const void* w, const void* a) {
+  const BlockQ5_1* x = static_cast<const BlockQ5_1*>(w);
+  const BlockQ8_1* y = static_cast<const BlockQ8_1*>(a);
+  const int64_t nb = n / QK;
+  __m512 acc = _mm512_setzero_ps();
+  float summ = 0;
+  int64_t i = 0;
+  for (; i + 2 <= nb; i += 2) {
+    const __m512i u = add_q5_high_pair(expand_q4_pair(x[i].qs, x[i + 1].qs), x[i].qh, x[i + 1].qh);
+    const __m512i s = load_2x256(y[i].qs, y[i + 1].qs);
+    const __m512 d = scale_pair(h2f(x[i].d) * h2f(y[i].d), h2f(x[i + 1].d) * h2f(y[i + 1].d));
+    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_dpbusd_epi32(_mm512_setzero_si512(), u, s)), d, acc);
+    summ += h2f(x[i].m) * h2f(y[i].s) + h2f(x[i + 1].m) * h2f(y[i + 1].s);
+  }
+  float r = _mm512_reduce_add_ps(acc) + summ;
+  for (; i < nb; ++i) {
+    const __m256i s = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[i].qs));
+    const __m256i u = add_q5_high_one(expand_q4_one(x[i].qs), x[i].qh);
+    const int p = hsum_256_epi32(_mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s));
+    r += h2f(x[i].d) * h2f(y[i].d) * static_cast<float>(p) + h2f(x[i].m) * h2f(y[i].s);
+  }
+  return r;
+}
+
+// Signed x signed with vpdpbusd: sum(w * a) = sum((a + 128) * w) - 128 * sum(w).
+float dot_q8_0(int64_t n, const void* w, const void* a) {
+  const BlockQ8_0* x = static_cast<const BlockQ8_0*>(w);
+  const BlockQ8_0* y = static_cast<const BlockQ8_0*>(a);
+  const int64_t nb = n / QK;
+  const __m512i k80 = _mm512_set1_epi8(static_cast<char>(0x80));
+  __m512 acc = _mm512_setzero_ps();
+  int64_t i = 0;
+  for (; i + 2 <= nb; i += 2) {
+    const __m512i ws = load_2x256(x[i].qs, x[i + 1].qs);
+    const __m512i as = load_2x256(y[i].qs, y[i + 1].qs);
+    const __m512i p = _mm512_sub_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_xor_si512(as, k80), ws),
+                                       _mm512_dpbusd_epi32(_mm512_setzero_si512(), k80, ws));
+    const __m512 d = scale_pair(h2f(x[i].d) * h2f(y[i].d), h2f(x[i + 1].d) * h2f(y[i + 1].d));
+    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), d, acc);
+  }
+  float r = _mm512_reduce_add_ps(acc);
+  for (; i < nb; ++i) {
+    const __m256i k = _mm256_set1_epi8(static_cast<char>(0x80));
+    const __m256i ws = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[i].qs));
+    const __m256i as = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[i].qs));
+    const __m256i p = _mm256_sub_epi32(_mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_xor_si256(as, k), ws),
+                                       _mm256_dpbusd_epi32(_mm256_setzero_si256(), k, ws));
+    r += h2f(x[i].d) * h2f(y[i].d) * static_cast<float>(hsum_256_epi32(p));
+  }
+  return r;
+}
+
+// ------------------------------------------------------------------ K-quants
+
+// idx for _mm512_permutexvar_epi16: 16 lanes of element a, then 16 of b.
+inline __m512i idx_2x16(int a, int b) {
+  return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi16(static_cast<short>(a))),
+                            _mm256_set1_epi16(static_cast<short>(b)), 1);
+}
+// idx: 8 lanes each of a, a+1, a+2, a+3.
+inline __m512i idx_4x8(int a) {
+  const __m256i lo = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_set1_epi16(static_cast<short>(a))),
+                                             _mm_set1_epi16(static_cast<short>(a + 1)), 1);
+  const __m256i hi = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_set1_epi16(static_cast<short>(a + 2))),
+                                             _mm_set1_epi16(static_cast<short>(a + 3)), 1);
+  return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+}
+
+// Q4_K / Q5_K share everything but the 5th bit.
+template <bool kQ5>
+float dot_q45_k(int64_t n, const void* w, const void* a) {
+  const BlockQ8_K* y = static_cast<const BlockQ8_K*>(a);
+  const int64_t nb = n / QK_K;
+  const __m512i m4 = _mm512_set1_epi8(0x0F);
+  const __m512i idx0 = idx_2x16(0, 2), idx1 = idx_2x16(1, 3), idx2 = idx_2x16(4, 6), idx3 = idx_2x16(5, 7);
+  const __m256i dup = _mm256_setr_epi16(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+  // bit selectors for the 5th bit: [bit 4t (32 bytes) | bit 4t+2], [4t+1 | 4t+3]
+  auto sel = [](int b0, int b1) {
+    return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi8(static_cast<char>(1 << b0))),
+                              _mm256_set1_epi8(static_cast<char>(1 << b1)), 1);
+  };
+  const __m512i sel_l0 = sel(0, 2), sel_h0 = sel(1, 3), sel_l1 = sel(4, 6), sel_h1 = sel(5, 7);
+  const __m512i k16 = _mm512_set1_epi8(16);
+  __m512 acc = _mm512_setzero_ps();
+  __m256 accm = _mm256_setzero_ps();
+  for (int64_t i = 0; i < nb; ++i) {
+    const uint8_t* qs;
+    const uint8_t* scales;
+    uint16_t dh, dminh;
+    const uint8_t* qh = nullptr;
+    if constexpr (kQ5) {
+      const BlockQ5_K* x = static_cast<const BlockQ5_K*>(w) + i;
+      qs = x->qs; scales = x->scales; dh = x->d; dminh = x->dmin; qh = x->qh;
+    } else {
+      const BlockQ4_K* x = static_cast<const BlockQ4_K*>(w) + i;
+      qs = x->qs; scales = x->scales; dh = x->d; dminh = x->dmin;
+    }
+    alignas(16) uint8_t sc[16], mn[8];
+    unpack_scales_k4(scales, sc, mn);
+    const float dy = y[i].d;
+    // mins: sum_j mn[j] * (bsums[2j] + bsums[2j+1])
+    const __m256i mins16 = _mm256_permutexvar_epi16(
+        dup, _mm256_castsi128_si256(_mm_cvtepu8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(mn)))));
+    const __m256i bs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[i].bsums));
+    accm = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(bs, mins16)), _mm256_set1_ps(h2f(dminh) * dy), accm);
+
+    const __m512i sc16 =
+        _mm512_castsi256_si512(_mm256_castsi128_si256(_mm_cvtepu8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(sc)))));
+    __m512i qh2 = _mm512_setzero_si512();
+    if constexpr (kQ5) qh2 = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(qh)));
+    const int8_t* q8 = y[i].qs;
+    __m512i sumi = _mm512_setzero_si512();
+    for (int t = 0; t < 2; ++t) {
+      const __m512i q = _mm512_loadu_si512(qs + 64 * t);
+      __m512i wl = _mm512_and_si512(q, m4);
+      __m512i wh = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
+      if constexpr (kQ5) {
+        wl = _mm512_mask_add_epi8(wl, _mm512_test_epi8_mask(qh2, t ? sel_l1 : sel_l0), wl, k16);
+        wh = _mm512_mask_add_epi8(wh, _mm512_test_epi8_mask(qh2, t ? sel_h1 : sel_h0), wh, k16);
+      }
+      const __m512i al = load_2x256(q8 + 128 * t, q8 + 128 * t + 64);
+      const __m512i ah = load_2x256(q8 + 128 * t + 32, q8 + 128 * t + 96);
+      const __m512i pl = _mm512_maddubs_epi16(wl, al);
+      const __m512i ph = _mm512_maddubs_epi16(wh, ah);
+      sumi = _mm512_dpwssd_epi32(sumi, pl, _mm512_permutexvar_epi16(t ? idx2 : idx0, sc16));
+      sumi = _mm512_dpwssd_epi32(sumi, ph, _mm512_permutexvar_epi16(t ? idx3 : idx1, sc16));
+    }
+    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sumi), _mm512_set1_ps(h2f(dh) * dy), acc);
+  }
+  return _mm512_reduce_add_ps(acc) - hsum_256_ps(accm);
+}
+
+float dot_q6_k(int64_t n, const void* w, const void* a) {
+  const BlockQ6_K* x = static_cast<const BlockQ6_K*>(w);
+  const BlockQ8_K* y = static_cast<const BlockQ8_K*>(a);
+  const int64_t nb = n / QK_K;
+  const __m512i m4 = _mm512_set1_epi8(0x0F), m30 = _mm512_set1_epi8(0x30);
+  const __m512i rot_l = _mm512_set_epi64(2, 2, 2, 2, 4, 4, 4, 4);     // pair 0 -> <<4, pair 1 -> <<2
+  const __m512i rot_h = _mm512_set_epi64(62, 62, 62, 62, 0, 0, 0, 0); // pair 2 -> as is, pair 3 -> >>2
+  const __m512i idx[4] = {idx_4x8(0), idx_4x8(4), idx_4x8(8), idx_4x8(12)};
+  __m512 acc = _mm512_setzero_ps();
+  __m256 accm = _mm256_setzero_ps();
+  for (int64_t i = 0; i < nb; ++i) {
+    const float d = h2f(x[i].d) * y[i].d;
+    const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x[i].scales)));
+    const __m256i bs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[i].bsums));
+    // the -32 offset: 32 * sum_g sc[g] * bsums[g]
+    accm = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(bs, sc16)), _mm256_set1_ps(32.0f * d), accm);
+    const __m512i sc = _mm512_castsi256_si512(sc16);
+    __m512i sumi = _mm512_setzero_si512();
+    for (int h = 0; h < 2; ++h) {
+      const __m512i l = _mm512_loadu_si512(x[i].ql + 64 * h);
+      const __m512i hb = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[i].qh + 32 * h)));
+      // (l & 0x0F) | (rot(hb) & 0x30)
+      const __m512i wl = _mm512_ternarylogic_epi32(l, m4, _mm512_and_si512(_mm512_rolv_epi64(hb, rot_l), m30), 0xEA);
+      const __m512i wh = _mm512_ternarylogic_epi32(_mm512_srli_epi16(l, 4), m4,
+                                                   _mm512_and_si512(_mm512_rolv_epi64(hb, rot_h), m30), 0xEA);
+      const __m512i al = _mm512_loadu_si512(y[i].qs + 128 * h);
+      const __m512i ah = _mm512_loadu_si512(y[i].qs + 128 * h + 64);
+      sumi = _mm512_dpwssd_epi32(sumi, _mm512_maddubs_epi16(wl, al), _mm512_permutexvar_epi16(idx[2 * h], sc));
+      sumi = _mm512_dpwssd_epi32(sumi, _mm512_maddubs_epi16(wh, ah), _mm512_permutexvar_epi16(idx[2 * h + 1], sc));
+    }
+    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sumi), _mm512_set1_ps(d), acc);
+  }
+  return _mm512_reduce_add_ps(acc) - hsum_256_ps(accm);
+}
+
+// Q2_K / Q3_K: 2-bit fields j = 0..3 of the 64 qs bytes hold elements
+// [32j..32j+31 | 128+32j..128+32j+31].
+inline __m512i idx_q2(int j) {  // 8 lanes each of scales 2j, 2j+1, 8+2j, 9+2j
+  const __m256i lo = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_set1_epi16(static_cast<short>(2 * j))),
+                                             _mm_set1_epi16(static_cast<short>(2 * j + 1)), 1);
+  const __m256i hi = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_set1_epi16(static_cast<short>(8 + 2 * j))),
+                                             _mm_set1_epi16(static_cast<short>(9 + 2 * j)), 1);
+  return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+}
+
+float dot_q2_k(int64_t n, const void* w, const void* a) {
+  const BlockQ2_K* x = static_cast<const BlockQ2_K*>(w);
+  const BlockQ8_K* y = static_cast<const BlockQ8_K*>(a);
+  const int64_t nb = n / QK_K;
+  const __m512i m3 = _mm512_set1_epi8(3);
+  const __m512i idx[4] = {idx_q2(0), idx_q2(1), idx_q2(2), idx_q2(3)};
+  __m512 acc = _mm512_setzero_ps();
+  __m256 accm = _mm256_setzero_ps();
+  for (int64_t i = 0; i < nb; ++i) {
+    const float dy = y[i].d;
+    const __m128i sc8 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(x[i].scales));
+    const __m256i sc16 = _mm256_cvtepu8_epi16(_mm_and_si128(sc8, _mm_set1_epi8(0x0F)));
+    const __m256i mn16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sc8, 4), _mm_set1_epi8(0x0F)));
+    const __m256i bs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[i].bsums));
+    accm = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(bs, mn16)), _mm256_set1_ps(h2f(x[i].dmin) * dy), accm);
+    const __m512i sc = _mm512_castsi256_si512(sc16);
+    const __m512i q = _mm512_loadu_si512(x[i].qs);
+    __m512i sumi = _mm512_setzero_si512();
+    for (int j = 0; j < 4; ++j) {
+      const __m512i wq = _mm512_and_si512(_mm512_srli_epi16(q, 2 * j), m3);
+      const __m512i as = load_2x256(y[i].qs + 32 * j, y[i].qs + 128 + 32 * j);
+      sumi = _mm512_dpwssd_epi32(sumi, _mm512_maddubs_epi16(wq, as), _mm512_permutexvar_epi16(idx[j], sc));
+    }
+    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sumi), _mm512_set1_ps(h2f(x[i].d) * dy), acc);
+  }
+  return _mm512_reduce_add_ps(acc) - hsum_256_ps(accm);
+}
+
+float dot_q3_k(int64_t n, const void* w, const void* a) {
+  const BlockQ3_K* x = static_cast<const BlockQ3_K*>(w);
+  const BlockQ8_K* y = static_cast<const BlockQ8_K*>(a);
+  const int64_t nb = n / QK_K;
+  const __m512i m3 = _mm512_set1_epi8(3), k4 = _mm512_set1_epi8(4);
+  const __m512i idx[4] = {idx_q2(0), idx_q2(1), idx_q2(2), idx_q2(3)};
+  __m512i sel[4];
+  for (int j = 0; j < 4; ++j)
+    sel[j] = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi8(static_cast<char>(1 << j))),
+                                _mm256_set1_epi8(static_cast<char>(1 << (4 + j))), 1);
+  __m512 acc = _mm512_setzero_ps();
+  for (int64_t i = 0; i < nb; ++i) {
+    alignas(16) int8_t scs[16];
+    unpack_scales_q3k(x[i].scales, scs);
+    const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_load_si128(reinterpret_cast<const __m128i*>(scs)));
+    const __m256i bs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[i].bsums));
+    // the -4 offset: 4 * sum_g sc[g] * bsums[g], folded into the integer sum
+    const __m256i off = _mm256_slli_epi32(_mm256_madd_epi16(bs, sc16), 2);
+    const __m512i sc = _mm512_castsi256_si512(sc16);
+    const __m512i hm = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[i].hmask)));
+    const __m512i q = _mm512_loadu_si512(x[i].qs);
+    __m512i sumi = _mm512_castsi256_si512(_mm256_sub_epi32(_mm256_setzero_si256(), off));
+    sumi = _mm512_inserti64x4(sumi, _mm256_setzero_si256(), 1);
+    for (int j = 0; j < 4; ++j) {
+      __m512i wq = _mm512_and_si512(_mm512_srli_epi16(q, 2 * j), m3);
+      wq = _mm512_mask_add_epi8(wq, _mm512_test_epi8_mask(hm, sel[j]), wq, k4);
+      const __m512i as = load_2x256(y[i].qs + 32 * j, y[i].qs + 128 + 32 * j);
+      sumi = _mm512_dpwssd_epi32(sumi, _mm512_maddubs_epi16(wq, as), _mm512_permutexvar_epi16(idx[j], sc));
+    }
+    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sumi), _mm512_set1_ps(h2f(x[i].d) * y[i].d), acc);
+  }
+  return _mm512_reduce_add_ps(acc);
+}
+
+}  // namespace
+
+void fill_avx512(Kernels& k) {
+  auto id = [](DType t) { return static_cast<uint32_t>(t); };
+  k.vec_dot[id(DType::F32)] = dot_f32;
+  k.vec_dot[id(DType::F16)] = dot_half<load_f16, load_f16_mask>;
+  k.vec_dot[id(DType::BF16)] = dot_half<load_bf16, load_bf16_mask>;
+  k.dequantize[id(DType::F16)] = dequant_half<load_f16, load_f16_mask>;
+  k.dequantize[id(DType::BF16)] = dequant_half<load_bf16, load_bf16_mask>;
+  k.quantize[id(DType::F16)] = quant_f16;
+  k.quantize[id(DType::BF16)] = quant_bf16;
+  k.quantize[id(DType::Q8_0)] = quant_q8_0;
+  k.quantize[id(DType::Q8_1)] = quant_q8_1;
+  k.quantize[id(DType::Q8_K)] = quant_q8_k;
+  k.vec_dot[id(DType::Q4_0)] = dot_q4_0;
+  k.vec_dot[id(DType::Q4_1)] = dot_q4_1;
+  k.vec_dot[id(DType::Q5_0)] = dot_q5_0;
+  k.vec_dot[id(DType::Q5_1)] = dot_q5_1;
+  k.vec_dot[id(DType::Q8_0)] = dot_q8_0;
+  k.vec_dot[id(DType::Q2_K)] = dot_q2_k;
+  k.vec_dot[id(DType::Q3_K)] = dot_q3_k;
+  k.vec_dot[id(DType::Q4_K)] = dot_q45_k<false>;
+  k.vec_dot[id(DType::Q5_K)] = dot_q45_k<true>;
+  k.vec_dot[id(DType::Q6_K)] = dot_q6_k;
+}
 
 }  // namespace lmhost::detail
