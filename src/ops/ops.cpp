@@ -105,8 +105,8 @@ void matmul(const TensorView& W, const float* X, float* Y, int64_t T, ThreadPool
 
 void rmsnorm(const float* x, const float* w, float* y, int64_t n, float eps) {
   double sum = 0.0;
-  for (int64_t i = 0; i < n; ++i) sum += static_cast<double>(x[i]) * x[i];
-  const float scale = 1.0f / std::sqrt(static_cast<float>(sum / n) + eps);
+  for (int64_t i = 0; i < n; ++i) sum += static_cast<double>(x[i] * x[i]);
+  const float scale = 1.0f / std::sqrt(static_cast<float>(sum / n + eps));
   if (w) {
     for (int64_t i = 0; i < n; ++i) y[i] = x[i] * scale * w[i];
   } else {
@@ -196,12 +196,7 @@ Rope::Rope(const RopeConfig& cfg) : cfg_(cfg) {
   if (!cfg_.freq_factors.empty() && static_cast<int>(cfg_.freq_factors.size()) != half)
     throw Error("rope: " + std::to_string(cfg_.freq_factors.size()) + " frequency factors given, expected " +
                 std::to_string(half));
-  inv_freq_.resize(half);
-  for (int i = 0; i < half; ++i) {
-    double f = std::pow(static_cast<double>(cfg_.freq_base), -2.0 * i / cfg_.n_rot) * cfg_.freq_scale;
-    if (!cfg_.freq_factors.empty()) f /= cfg_.freq_factors[i];
-    inv_freq_[i] = f;
-  }
+  theta_scale_ = std::pow(cfg_.freq_base, -2.0f / static_cast<float>(cfg_.n_rot));
 }
 
 void Rope::apply(float* x, int n_heads, int head_dim, int32_t pos) const {
@@ -215,10 +210,15 @@ void Rope::apply(float* x, int n_heads, int head_dim, int32_t pos) const {
     c = big.data();
     s = big.data() + half;
   }
+  // Angles in float, the base angle advancing by repeated multiplication, as
+  // the reference implementation computes them (keeps logits bit-close).
+  float theta = static_cast<float>(pos);
+  const bool ff = !cfg_.freq_factors.empty();
   for (int i = 0; i < half; ++i) {
-    const double th = pos * inv_freq_[i];
-    c[i] = static_cast<float>(std::cos(th));
-    s[i] = static_cast<float>(std::sin(th));
+    const float th = cfg_.freq_scale * (ff ? theta / cfg_.freq_factors[i] : theta);
+    c[i] = std::cos(th);
+    s[i] = std::sin(th);
+    theta *= theta_scale_;
   }
   for (int h = 0; h < n_heads; ++h) {
     float* v = x + static_cast<int64_t>(h) * head_dim;

@@ -69,7 +69,7 @@ class Rope {
 
  private:
   RopeConfig cfg_;
-  std::vector<double> inv_freq_;  // per pair, including scale and factors
+  float theta_scale_ = 1.0f;  // base^(-2/n_rot)
 };
 
 // Keys/values of one sequence for one layer: position j's row starts at
