@@ -29,6 +29,7 @@ struct Value {
   bool b = false;
   bool tuple = false;      // List: a Python tuple (repr "(a, b)")
   bool ns = false;         // Dict: a namespace() object
+  bool safe = false;       // Str: a markupsafe.Markup (as tojson/safe return)
   std::int64_t i = 0;
   double f = 0;
   std::string s;           // Str: UTF-8 text; Undefined: hint for error messages
@@ -42,6 +43,7 @@ struct Value {
   static Value integer(std::int64_t x) { Value v; v.t = T::Int; v.i = x; return v; }
   static Value number(double x) { Value v; v.t = T::Float; v.f = x; return v; }
   static Value str(std::string x) { Value v; v.t = T::Str; v.s = std::move(x); return v; }
+  static Value markup(std::string x) { Value v = str(std::move(x)); v.safe = true; return v; }
   static Value list(List items = {}, bool is_tuple = false);
   static Value dict();
   static Value func(std::string name, std::function<Value(Interp&, CallArgs&)> f);

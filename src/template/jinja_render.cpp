@@ -533,7 +533,11 @@ struct Interp {
           auto cps = utf8_decode(obj.s);
           std::int64_t n = static_cast<std::int64_t>(cps.size()), k = as_int(key);
           if (k < 0) k += n;
-          if (k >= 0 && k < n) return Value::str(utf8_encode(cps, static_cast<size_t>(k), static_cast<size_t>(k + 1)));
+          if (k >= 0 && k < n) {
+            Value r = Value::str(utf8_encode(cps, static_cast<size_t>(k), static_cast<size_t>(k + 1)));
+            r.safe = obj.safe;
+            return r;
+          }
           return Value::undefined("string index out of range");
         }
         break;
@@ -577,7 +581,9 @@ struct Interp {
       auto cps = utf8_decode(obj.s);
       std::string out;
       select(static_cast<std::int64_t>(cps.size()), [&](size_t k) { utf8_append(out, cps[k]); });
-      return Value::str(std::move(out));
+      Value r = Value::str(std::move(out));
+      r.safe = obj.safe;
+      return r;
     }
     return Value::undefined("'" + type_name(obj) + "' object is not subscriptable");
   }
@@ -609,7 +615,25 @@ struct Interp {
   }
 
   Value call_method(const Value& self, const std::string& m, CallArgs& a, int line) {
-    if (self.t == T::Str) return str_method(self.s, m, a, line);
+    if (self.t == T::Str) {
+      if (!self.safe) return str_method(self.s, m, a, line);
+      // Markup methods: string arguments are escaped, string results stay Markup
+      CallArgs esc = a;
+      if (m == "replace" || m == "join")
+        for (auto& x : esc.pos)
+          if (x.t == T::Str && !x.safe) x = Value::markup(html_escape(x.s));
+      if (m == "join" && !esc.pos.empty()) {
+        List items = iterate(esc.pos[0], line);
+        for (auto& x : items)
+          if (x.t == T::Str && !x.safe) x = Value::markup(html_escape(x.s));
+        esc.pos[0] = Value::list(std::move(items));
+      }
+      Value r = str_method(self.s, m, esc, line);
+      if (r.t == T::Str) r.safe = true;
+      if (r.t == T::List)
+        for (auto& x : r.l->items) x.safe = x.t == T::Str;
+      return r;
+    }
     if (self.t == T::Dict) {
       auto& d = *self.d;
       if (m == "items") {
@@ -985,10 +1009,13 @@ struct Interp {
     bool nums = a.is_num() && b.is_num();
     std::int64_t r = 0;
     if (op == "+") {
-      if (ints) return checked(__builtin_add_overflow(as_int(a), as_int(b), &r), r);
+      if (ints) { bool ov = __builtin_add_overflow(as_int(a), as_int(b), &r); return checked(ov, r); }
       if (nums) return Value::number(as_float(a) + as_float(b));
       if (a.t == T::Str && b.t == T::Str) {
         check_size(a.s.size() + b.s.size(), line);
+        // Markup + str escapes the plain side (markupsafe semantics)
+        if (a.safe || b.safe)
+          return Value::markup((a.safe ? a.s : html_escape(a.s)) + (b.safe ? b.s : html_escape(b.s)));
         return Value::str(a.s + b.s);
       }
       if (a.t == T::List && b.t == T::List && a.tuple == b.tuple) {
@@ -999,10 +1026,10 @@ struct Interp {
       if (a.t == T::Str) fail("can only concatenate str (not \"" + type_name(b) + "\") to str", line);
       if (a.t == T::List) fail("can only concatenate list (not \"" + type_name(b) + "\") to list", line);
     } else if (op == "-") {
-      if (ints) return checked(__builtin_sub_overflow(as_int(a), as_int(b), &r), r);
+      if (ints) { bool ov = __builtin_sub_overflow(as_int(a), as_int(b), &r); return checked(ov, r); }
       if (nums) return Value::number(as_float(a) - as_float(b));
     } else if (op == "*") {
-      if (ints) return checked(__builtin_mul_overflow(as_int(a), as_int(b), &r), r);
+      if (ints) { bool ov = __builtin_mul_overflow(as_int(a), as_int(b), &r); return checked(ov, r); }
       if (nums) return Value::number(as_float(a) * as_float(b));
       const Value* seq = (a.t == T::Str || a.t == T::List) ? &a : (b.t == T::Str || b.t == T::List) ? &b : nullptr;
       const Value* cnt = seq == &a ? &b : &a;
@@ -1014,7 +1041,9 @@ struct Interp {
           std::string out;
           out.reserve(seq->s.size() * static_cast<size_t>(n));
           for (std::int64_t k = 0; k < n; ++k) out += seq->s;
-          return Value::str(std::move(out));
+          Value r = Value::str(std::move(out));
+          r.safe = seq->safe;
+          return r;
         }
         List out;
         for (std::int64_t k = 0; k < n; ++k) out.insert(out.end(), seq->l->items.begin(), seq->l->items.end());
@@ -1225,16 +1254,21 @@ struct Interp {
   Value apply_filter(const std::string& name, Value v, CallArgs& a, int line) {
     tick(line);
     auto need_str = [&]() { return v.t == T::Str ? v.s : to_str(v); };
-    if (name == "safe" || name == "forceescape" || name == "string") {
-      if (name == "forceescape") return Value::str(html_escape(need_str()));
-      return v.t == T::Str ? v : Value::str(to_str(v));
-    }
-    if (name == "e" || name == "escape") return Value::str(html_escape(need_str()));
-    if (name == "trim") return Value::str(strip(need_str(), arg(a, 0, "chars"), true, true));
-    if (name == "upper") return Value::str(upper(need_str()));
-    if (name == "lower") return Value::str(lower(need_str()));
-    if (name == "capitalize") return Value::str(capitalize(need_str()));
-    if (name == "title") return Value::str(jinja_title(need_str()));
+    // soft_str() keeps a Markup a Markup, so these filters preserve it
+    auto same_kind = [&](std::string s) {
+      Value r = Value::str(std::move(s));
+      r.safe = v.t == T::Str && v.safe;
+      return r;
+    };
+    if (name == "safe") return v.t == T::Str ? Value::markup(v.s) : Value::markup(to_str(v));
+    if (name == "string") return v.t == T::Str ? v : Value::str(to_str(v));
+    if (name == "forceescape") return Value::markup(html_escape(need_str()));
+    if (name == "e" || name == "escape") return v.t == T::Str && v.safe ? v : Value::markup(html_escape(need_str()));
+    if (name == "trim") return same_kind(strip(need_str(), arg(a, 0, "chars"), true, true));
+    if (name == "upper") return same_kind(upper(need_str()));
+    if (name == "lower") return same_kind(lower(need_str()));
+    if (name == "capitalize") return same_kind(capitalize(need_str()));
+    if (name == "title") return same_kind(jinja_title(need_str()));
     if (name == "length" || name == "count") {
       switch (v.t) {
         case T::Str: return Value::integer(static_cast<std::int64_t>(utf8_length(v.s)));
@@ -1254,7 +1288,7 @@ struct Interp {
         if (!is_intlike(*ind)) fail("tojson indent must be an integer", line);
         indent = static_cast<int>(std::clamp<std::int64_t>(as_int(*ind), 0, 64));
       }
-      return Value::str(to_json(v, indent));
+      return Value::markup(to_json(v, indent));
     }
     if (name == "replace") {
       if (a.pos.size() < 2) fail("replace filter needs 2 arguments", line);
@@ -1324,6 +1358,7 @@ struct Interp {
         targs.pos.assign(a.pos.begin() + static_cast<std::ptrdiff_t>(first + 1), a.pos.end());
       }
       List out;
+      if (!truthy(v)) return Value::list();  // select_or_reject: "if value:"
       for (auto& x : iterate(v, line)) {
         Value probe = by_attr ? attr_path(x, attr, line) : x;
         bool r = test.empty() ? truthy(probe) : run_test(test, probe, targs, line);
@@ -1333,6 +1368,7 @@ struct Interp {
     }
     if (name == "map") {
       List out;
+      if (!truthy(v)) return Value::list();
       const Value* attr = nullptr;
       for (auto& kv : a.kw)
         if (kv.first == "attribute") attr = &kv.second;
@@ -1452,7 +1488,7 @@ struct Interp {
       }
       if (first) rv = ind + rv;
       check_size(rv.size(), line);
-      return Value::str(std::move(rv));
+      return same_kind(std::move(rv));
     }
     if (name == "int") {
       std::int64_t dflt = 0;
