@@ -99,6 +99,56 @@ struct MatchEnv {
 
 struct Piece { uint32_t start, len; };
 
+struct Merge { int32_t rank; Token result; };
+
+// Open-addressing map (left id, right id) -> merge; the first insertion wins.
+class MergeTable {
+ public:
+  void reserve(size_t n) {
+    size_t cap = 16;
+    while (cap < n * 2) cap <<= 1;
+    keys_.assign(cap, kEmpty);
+    vals_.assign(cap, Merge{0, -1});
+    mask_ = cap - 1;
+  }
+  void insert(uint64_t key, Merge m) {
+    for (size_t j = mix(key) & mask_;; j = (j + 1) & mask_) {
+      if (keys_[j] == key) return;
+      if (keys_[j] == kEmpty) {
+        keys_[j] = key;
+        vals_[j] = m;
+        return;
+      }
+    }
+  }
+  void prefetch(uint64_t key) const {
+    const size_t j = mix(key) & mask_;
+    __builtin_prefetch(&keys_[j]);
+    __builtin_prefetch(&vals_[j]);
+  }
+  const Merge* find(uint64_t key) const {
+    if (keys_.empty()) return nullptr;
+    for (size_t j = mix(key) & mask_;; j = (j + 1) & mask_) {
+      if (keys_[j] == key) return &vals_[j];
+      if (keys_[j] == kEmpty) return nullptr;
+    }
+  }
+
+ private:
+  static constexpr uint64_t kEmpty = ~uint64_t(0);
+  static uint64_t mix(uint64_t x) {
+    x ^= x >> 31;
+    x *= 0x7fb5d329728ea185ull;
+    x ^= x >> 27;
+    x *= 0x81dadef4bc2dd44dull;
+    x ^= x >> 33;
+    return x;
+  }
+  std::vector<uint64_t> keys_;
+  std::vector<Merge> vals_;
+  size_t mask_ = 0;
+};
+
 class Bpe final : public Vocab {
  public:
   explicit Bpe(std::string_view pre) {
@@ -125,7 +175,6 @@ class Bpe final : public Vocab {
 
   void init(const gguf::File& f) override {
     if (add_bos_default_ && !f.get_bool("tokenizer.ggml.add_bos_token")) add_bos_ = true;
-    const Token n = Token(text_.size());
     // Byte -> symbol id (the token whose text is that byte's printable char).
     const auto& b2c = byte_to_cp();
     for (int b = 0; b < 256; ++b) {
@@ -139,30 +188,62 @@ class Bpe final : public Vocab {
     if (!mv->is_array() || mv->array_type() != gguf::ValueType::STRING)
       throw Error(f.path() + ": tokenizer.ggml.merges is not an array of strings");
     const auto merges = mv->as_string_array();
-    merges_.reserve(merges.size() * 2);
-    std::string joined;
-    for (size_t r = 0; r < merges.size(); ++r) {
-      std::string_view m = merges[r];
-      size_t sp = m.find(' ', 1);
-      if (sp == std::string_view::npos) continue;  // malformed entry: ignored, as the reference does
-      std::string_view a = m.substr(0, sp), b = m.substr(sp + 1);
-      const Token ia = sym_id(a), ib = sym_id(b);
-      joined.assign(a);
-      joined.append(b);
-      const Token ir = sym_id(joined);
-      const uint64_t key = (uint64_t(uint32_t(ia)) << 32) | uint32_t(ib);
-      merges_.emplace(key, Merge{int32_t(r), ir});  // first (lowest rank) wins
+    merges_.reserve(merges.size());
+    // Resolved in batches so the hash-table lookups overlap.
+    constexpr size_t kBatch = 256;
+    std::vector<std::string> joined(kBatch);
+    std::vector<std::string_view> qs(3 * kBatch);
+    std::vector<Token> ids(3 * kBatch);
+    std::vector<uint64_t> keys(kBatch);
+    for (size_t base = 0; base < merges.size(); base += kBatch) {
+      const size_t m = std::min(kBatch, merges.size() - base);
+      for (size_t i = 0; i < m; ++i) {
+        std::string_view mg = merges[base + i];
+        size_t sp = mg.size() > 1 ? mg.find(' ', 1) : std::string_view::npos;
+        if (sp == std::string_view::npos) {  // malformed entry: ignored, as the reference does
+          qs[3 * i] = qs[3 * i + 1] = qs[3 * i + 2] = std::string_view();
+          continue;
+        }
+        qs[3 * i] = mg.substr(0, sp);
+        qs[3 * i + 1] = mg.substr(sp + 1);
+        joined[i].assign(qs[3 * i]);
+        joined[i].append(qs[3 * i + 1]);
+        qs[3 * i + 2] = joined[i];
+      }
+      index_.find_batch(qs.data(), 3 * m, ids.data());
+      for (size_t i = 0; i < m; ++i) {
+        if (qs[3 * i].empty()) { keys[i] = ~uint64_t(0); continue; }
+        for (int k = 0; k < 3; ++k)
+          if (ids[3 * i + k] < 0) ids[3 * i + k] = sym_id(qs[3 * i + k]);
+        keys[i] = (uint64_t(uint32_t(ids[3 * i])) << 32) | uint32_t(ids[3 * i + 1]);
+        merges_.prefetch(keys[i]);
+      }
+      for (size_t i = 0; i < m; ++i)
+        if (keys[i] != ~uint64_t(0)) merges_.insert(keys[i], Merge{int32_t(base + i), ids[3 * i + 2]});  // first (lowest rank) wins
     }
-    (void)n;
   }
 
   std::string normal_piece(std::string_view text) const override {
     std::string out;
     out.reserve(text.size());
-    for (uint32_t cp : decode_utf8(text)) {
-      int b = cp_to_byte(cp);
+    for (size_t i = 0; i < text.size();) {
+      const unsigned char c = (unsigned char)text[i];
+      if (c < 0x80) {  // printable ASCII maps to itself
+        out.push_back(char(c));
+        ++i;
+        continue;
+      }
+      int n = utf8_sequence_status(text.substr(i));
+      if (n <= 0) {
+        out.push_back(char(c));
+        ++i;
+        continue;
+      }
+      uint32_t cp = n == 2 ? ((c & 0x1Fu) << 6) | ((unsigned char)text[i + 1] & 0x3Fu) : 0xFFFFFFFFu;
+      int b = n == 2 ? cp_to_byte(cp) : -1;
       if (b >= 0) out.push_back(char(b));
-      else append_utf8(out, cp);
+      else out.append(text.substr(i, size_t(n)));
+      i += size_t(n);
     }
     return out;
   }
@@ -190,7 +271,6 @@ class Bpe final : public Vocab {
   }
 
  private:
-  struct Merge { int32_t rank; Token result; };
   struct Sym { int prev, next; uint32_t start, len; Token id; };
   struct Bigram { int32_t rank; int left, right; Token lid, rid; Token result; };
   struct Cmp {
@@ -244,9 +324,9 @@ class Bpe final : public Vocab {
   void add_bigram(Work& w, int l, int r) const {
     if (l < 0 || r < 0) return;
     const Token a = w.syms[l].id, b = w.syms[r].id;
-    auto it = merges_.find((uint64_t(uint32_t(a)) << 32) | uint32_t(b));
-    if (it == merges_.end()) return;
-    w.heap.push_back(Bigram{it->second.rank, l, r, a, b, it->second.result});
+    const Merge* m = merges_.find((uint64_t(uint32_t(a)) << 32) | uint32_t(b));
+    if (!m) return;
+    w.heap.push_back(Bigram{m->rank, l, r, a, b, m->result});
     std::push_heap(w.heap.begin(), w.heap.end(), Cmp{});
   }
 
@@ -312,7 +392,7 @@ class Bpe final : public Vocab {
   Token byte_tok_[256];
   std::string byte_enc_[256];
   TokenMap extra_;
-  std::unordered_map<uint64_t, Merge> merges_;
+  MergeTable merges_;
 };
 
 }  // namespace

@@ -82,13 +82,8 @@ std::unique_ptr<Tokenizer> Tokenizer::from_gguf(const gguf::File& f) {
   }
   v->flags_.assign(n, 0);
 
-  v->map_.reserve(n * 2);
-  for (size_t i = 0; i < n; ++i) {
-    const std::string& t = v->text_[i];
-    if (t.empty()) continue;
-    v->map_.insert_or_assign(t, Token(i));  // later duplicates win, as llama.cpp
-    v->max_token_len_ = std::max(v->max_token_len_, t.size());
-  }
+  v->index_.build(v->text_);  // later duplicates win, as llama.cpp
+  for (const auto& t : v->text_) v->max_token_len_ = std::max(v->max_token_len_, t.size());
 
   // Family defaults (llama.cpp's), then the metadata overrides them.
   switch (v->family_) {
@@ -200,19 +195,6 @@ void Vocab::finish_load() {
   std::stable_sort(special_.begin(), special_.end(),
                    [&](Token a, Token b) { return text_[a].size() > text_[b].size(); });
 
-  // Rendered pieces of normal and byte tokens.
-  pieces_.assign(n, std::string());
-  for (size_t i = 0; i < n; ++i) {
-    if (attr_[i] == TokenAttr::Normal) {
-      pieces_[i] = normal_piece(text_[i]);
-    } else if (attr_[i] == TokenAttr::Byte && family_ != Family::Bpe) {
-      const std::string& t = text_[i];
-      // "<0xNN>"
-      if (t.size() == 6 && t.compare(0, 3, "<0x") == 0 && t[5] == '>') {
-        pieces_[i] = std::string(1, char(std::stoi(t.substr(3, 2), nullptr, 16)));
-      }
-    }
-  }
 }
 
 std::string_view Vocab::token_text(Token id) const {
@@ -295,8 +277,14 @@ std::string Vocab::token_to_piece(Token id, bool render_special) const {
   if (!valid(id)) return std::string();
   switch (attr_[id]) {
     case TokenAttr::Normal:
-    case TokenAttr::Byte:
-      return pieces_[id];
+      return normal_piece(text_[id]);
+    case TokenAttr::Byte: {
+      const std::string& t = text_[id];  // "<0xNN>"
+      if (family_ != Family::Bpe && t.size() == 6 && t.compare(0, 3, "<0x") == 0 && t[5] == '>' &&
+          std::isxdigit((unsigned char)t[3]) && std::isxdigit((unsigned char)t[4]))
+        return std::string(1, char(std::stoi(t.substr(3, 2), nullptr, 16)));
+      return std::string();
+    }
     case TokenAttr::UserDefined:
       return text_[id];
     case TokenAttr::Control:
