@@ -118,6 +118,7 @@ class Lexer {
       push_text(toks, std::move(text), pos);
       size_t p = start + 2 + (sign ? 1 : 0);
       char endsign = 0;
+      bool raw_done = false;
       if (kind == '#') {
         size_t e = src_.find("#}", p);
         if (e == std::string::npos) error(start, "missing end of comment tag");
@@ -127,8 +128,17 @@ class Lexer {
         bool block = kind == '%';
         toks.push_back(Tok{block ? Tok::K::BlockBegin : Tok::K::VarBegin, {}, 0, 0, start});
         p = lex_tag(toks, p, block, endsign, start);
+        size_t nt = toks.size();
+        if (block && nt >= 3 && toks[nt - 2].k == Tok::K::Name && toks[nt - 2].s == "raw" &&
+            toks[nt - 3].k == Tok::K::BlockBegin) {
+          toks.resize(nt - 3);
+          p = lex_raw(toks, p, endsign, start);
+          raw_done = true;
+        }
       }
-      if (endsign == '-') {
+      if (raw_done) {
+        // lex_raw handled the whitespace after endraw
+      } else if (endsign == '-') {
         while (p < n && is_space(src_[p])) ++p;
       } else if (endsign != '+' && kind != '{' && opt_.trim_blocks && p < n && src_[p] == '\n') {
         ++p;
@@ -143,6 +153,49 @@ class Lexer {
  private:
   void push_text(std::vector<Tok>& toks, std::string text, size_t pos) {
     if (!text.empty()) toks.push_back(Tok{Tok::K::Text, std::move(text), 0, 0, pos});
+  }
+
+  // {% raw %}...{% endraw %}: the body is literal text. jinja2 applies no
+  // trim_blocks after "raw %}"; the endraw tag strips like any block tag.
+  size_t lex_raw(std::vector<Tok>& toks, size_t p, char begin_sign, size_t tag_start) {
+    size_t n = src_.size();
+    if (begin_sign == '-')
+      while (p < n && is_space(src_[p])) ++p;
+    size_t search = p;
+    while (true) {
+      size_t b = src_.find("{%", search);
+      if (b == std::string::npos) error(tag_start, "missing end of raw directive");
+      size_t q = b + 2;
+      char sign = 0;
+      if (q < n && (src_[q] == '-' || src_[q] == '+')) sign = src_[q++];
+      while (q < n && is_space(src_[q])) ++q;
+      if (src_.compare(q, 6, "endraw") != 0) { search = b + 2; continue; }
+      q += 6;
+      while (q < n && is_space(src_[q])) ++q;
+      char esign = 0;
+      if (q < n && (src_[q] == '-' || src_[q] == '+')) esign = src_[q++];
+      if (src_.compare(q, 2, "%}") != 0) { search = b + 2; continue; }
+      q += 2;
+      std::string text = src_.substr(p, b - p);
+      if (sign == '-') {
+        size_t e = text.size();
+        while (e > 0 && is_space(text[e - 1])) --e;
+        text.resize(e);
+      } else if (sign != '+' && opt_.lstrip_blocks) {
+        size_t nl = text.rfind('\n');
+        size_t l_pos = nl == std::string::npos ? 0 : nl + 1;
+        bool ws = l_pos < text.size() && l_pos > 0;
+        for (size_t k = l_pos; ws && k < text.size(); ++k) ws = is_space(text[k]);
+        if (ws) text.resize(l_pos);
+      }
+      push_text(toks, std::move(text), p);
+      if (esign == '-') {
+        while (q < n && is_space(src_[q])) ++q;
+      } else if (esign != '+' && opt_.trim_blocks && q < n && src_[q] == '\n') {
+        ++q;
+      }
+      return q;
+    }
   }
 
   // Lexes the inside of {{ }} / {% %} starting at p; returns the offset after the end tag.

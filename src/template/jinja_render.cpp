@@ -485,7 +485,7 @@ struct Interp {
                                   "upper", "lower", "title", "capitalize", "replace", "find", "rfind", "count",
                                   "index", "join", "isdigit", "isalpha", "isalnum", "isspace", "islower",
                                   "isupper", "splitlines", "swapcase", "casefold", "zfill", "center", "ljust",
-                                  "rjust", "removeprefix", "removesuffix", "partition"};
+                                  "rjust", "removeprefix", "removesuffix", "partition", "format"};
     for (auto* x : names)
       if (n == x) return true;
     return false;
@@ -879,6 +879,42 @@ struct Interp {
       if (m == "rjust") return Value::str(rep(pad, fill) + s);
       std::int64_t left = pad / 2 + (pad & w & 1);
       return Value::str(rep(left, fill) + s + rep(pad - left, fill));
+    }
+    if (m == "format") {  // "{}", "{0}", "{name}", "{{", "}}" without format specs
+      std::string out;
+      size_t auto_idx = 0;
+      for (size_t k = 0; k < s.size(); ++k) {
+        char c = s[k];
+        if (c == '}') {
+          if (k + 1 < s.size() && s[k + 1] == '}') ++k;
+          else fail("Single '}' encountered in format string", line);
+          out += '}';
+          continue;
+        }
+        if (c != '{') { out += c; continue; }
+        if (k + 1 < s.size() && s[k + 1] == '{') { out += '{'; ++k; continue; }
+        size_t e = s.find('}', k);
+        if (e == std::string::npos) fail("Single '{' encountered in format string", line);
+        std::string field = s.substr(k + 1, e - k - 1);
+        if (field.find_first_of(":!.[") != std::string::npos) fail("format specs are not supported in str.format", line);
+        const Value* v = nullptr;
+        if (field.empty()) {
+          if (auto_idx >= a.pos.size()) fail("Replacement index " + std::to_string(auto_idx) + " out of range", line);
+          v = &a.pos[auto_idx++];
+        } else if (std::all_of(field.begin(), field.end(), [](char ch) { return ch >= '0' && ch <= '9'; })) {
+          size_t idx = field.size() < 9 ? std::stoul(field) : SIZE_MAX;
+          if (idx >= a.pos.size()) fail("Replacement index " + field + " out of range", line);
+          v = &a.pos[idx];
+        } else {
+          for (auto& kv : a.kw)
+            if (kv.first == field) v = &kv.second;
+          if (!v) fail("KeyError: '" + field + "'", line);
+        }
+        out += to_str(*v);
+        check_size(out.size(), line);
+        k = e;
+      }
+      return Value::str(std::move(out));
     }
     fail("'str' object has no attribute '" + m + "'", line);
   }
