@@ -102,10 +102,12 @@ SchedulerStats Scheduler::stats() const {
 }
 
 void Scheduler::assign(Pending&& p) {
-  // Pick the free slot sharing the longest prefix with the prompt; on ties
-  // the least recently used one (keeps other cached prefixes alive longer).
+  // Pick the free slot where reuse pays best: tokens kept minus half the
+  // cached tokens that would be evicted (so a short shared prefix does not
+  // destroy another cached conversation); ties go to the least recently used.
   Slot* best = nullptr;
   size_t best_common = 0;
+  double best_score = 0;
   for (auto& sp : slots_) {
     Slot& s = *sp;
     if (s.busy) continue;
@@ -114,9 +116,11 @@ void Scheduler::assign(Pending&& p) {
       const size_t lim = std::min(s.cache.size(), p.req.prompt.size());
       while (common < lim && s.cache[common] == p.req.prompt[common]) ++common;
     }
-    if (!best || common > best_common || (common == best_common && s.last_used < best->last_used)) {
+    const double score = static_cast<double>(common) - 0.5 * static_cast<double>(s.cache.size() - common);
+    if (!best || score > best_score || (score == best_score && s.last_used < best->last_used)) {
       best = &s;
       best_common = common;
+      best_score = score;
     }
   }
   Slot& s = *best;
@@ -166,8 +170,8 @@ void Scheduler::finish(Slot& s, FinishReason why, std::string error) {
   ev.stats.prompt_ms = ms_between(s.t_start, s.t_first);
   ev.stats.generate_ms = ms_between(s.t_first, now);
   ev.stats.total_ms = ms_between(s.t_submit, now);
-  s.handle->push(std::move(ev));
-  s.handle.reset();
+  // Free the slot before the consumer can see the end.
+  std::shared_ptr<RequestHandle> h = std::move(s.handle);
   s.sampler.reset();
   s.decoder.reset();
   s.stopper.reset();
@@ -175,6 +179,7 @@ void Scheduler::finish(Slot& s, FinishReason why, std::string error) {
   s.has_next = false;
   s.last_used = now;
   --active_;
+  h->push(std::move(ev));
 }
 
 void Scheduler::emit_token(Slot& s, Token t, std::span<const float> logits) {
