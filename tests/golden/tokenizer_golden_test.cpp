@@ -3,10 +3,13 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <ctime>
+#include <thread>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <unistd.h>
 
 #include "gguf/gguf.h"
 #include "tokenizer/tokenizer.h"
@@ -24,6 +27,12 @@ std::string slurp(const fs::path& p) {
   std::ostringstream ss;
   ss << in.rdbuf();
   return ss.str();
+}
+
+double cpu_ms() {
+  timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
 #define REQUIRE_GOLDEN(sub)                                                                   \
@@ -88,9 +97,11 @@ TEST_P(VocabGolden, AllStringsMatchReference) {
   const fs::path base = kGolden / "tokenizer" / ("vocab-" + name);
   auto file = lmhost::gguf::File::open(base.string() + ".gguf");
   auto t0 = std::chrono::steady_clock::now();
+  const double c0 = cpu_ms();
   auto tok = Tokenizer::from_gguf(*file);
+  const double cpu = cpu_ms() - c0;
   auto ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-  std::printf("[ %s ] from_gguf: %.1f ms (%d tokens)\n", name.c_str(), ms, tok->n_vocab());
+  std::printf("[ %s ] from_gguf: %.1f ms wall, %.1f ms CPU (%d tokens)\n", name.c_str(), ms, cpu, tok->n_vocab());
 
   const auto inputs = split_inputs(slurp(base.string() + ".inp"));
   const auto expected = parse_outputs(slurp(base.string() + ".out"));
@@ -180,6 +191,47 @@ TEST(TokenizerGolden, Qwen2EncodeSpeed) {
               ids.size(), s, ids.size() / s, text.size() / s / 1e6);
   EXPECT_EQ(tok->decode(ids), text);
   EXPECT_GT(ids.size() / s, 200000.0) << "encode is too slow";
+
+  // encode is const and safe to call from several threads at once.
+  const std::string part = text.substr(0, 1 << 16);
+  const auto want = tok->encode(part, false, true);
+  std::vector<std::vector<Token>> got(4);
+  std::vector<std::thread> th;
+  for (int i = 0; i < 4; ++i) th.emplace_back([&, i] { got[i] = tok->encode(part, false, true); });
+  for (auto& t : th) t.join();
+  for (const auto& g : got) EXPECT_EQ(g, want);
+}
+
+}  // namespace
+
+namespace {
+
+// `lmhost tokenize` gives the same ids as the library (runs the built binary
+// when it exists; test_tokenizer does not build it).
+TEST(TokenizerGolden, CliTokenizeMatchesReference) {
+  REQUIRE_GOLDEN("logits");
+  if (!fs::exists(LMHOST_BINARY)) GTEST_SKIP() << "lmhost binary not built at " << LMHOST_BINARY;
+  for (const char* stem : {"qwen2-tiny-q8_0.p3", "llama-spm-tiny-f32.p2"}) {
+    auto j = nlohmann::json::parse(slurp(kGolden / "logits" / (std::string(stem) + ".json")));
+    const std::string model = std::string(stem).substr(0, std::string(stem).rfind('.'));
+    const fs::path tmp = fs::temp_directory_path() / ("lmhost_tok_" + std::to_string(::getpid()) + ".txt");
+    {
+      std::ofstream o(tmp, std::ios::binary);
+      o << j["prompt"].get<std::string>();
+    }
+    const std::string cmd = std::string(LMHOST_BINARY) + " tokenize --add-special -m " +
+                            (kGolden / "models" / (model + ".gguf")).string() + " --file " + tmp.string();
+    FILE* p = ::popen(cmd.c_str(), "r");
+    ASSERT_NE(p, nullptr);
+    std::string out;
+    char buf[4096];
+    size_t n;
+    while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+    EXPECT_EQ(::pclose(p), 0) << cmd;
+    fs::remove(tmp);
+    EXPECT_EQ(nlohmann::json::parse(out), j["tokens"]) << cmd;
+    EXPECT_EQ(out.find('\n'), out.size() - 1) << "one line";
+  }
 }
 
 }  // namespace
