@@ -205,16 +205,22 @@ Vocab build_bpe_vocab(const SynthSpec& spec) {
   const int64_t special_base = spec.vocab >= real_base + n_special ? real_base : -1;
   const int64_t regular_budget = (special_base >= 0 ? special_base : spec.vocab - n_special) - 256;
 
-  // Training words in the byte-level alphabet.
-  std::map<std::string, int> freq;
-  for (auto& w : pretokenize_bytelevel(kTrainingText)) freq[w]++;
-  std::vector<std::pair<std::vector<std::string>, int>> words;
-  for (auto& [w, n] : freq) {
-    std::vector<std::string> syms;
-    for (unsigned char c : w) syms.push_back(byte_symbols()[c]);
-    words.emplace_back(std::move(syms), n);
-  }
-  auto merges = train_bpe(std::move(words), static_cast<size_t>(std::max<int64_t>(0, regular_budget)));
+  // Training words in the byte-level alphabet. BPE is greedy, so the first k
+  // merges of a full training run are the merges of a run limited to k: train
+  // once per process and take a prefix.
+  static const auto all_merges = [] {
+    std::map<std::string, int> freq;
+    for (auto& w : pretokenize_bytelevel(kTrainingText)) freq[w]++;
+    std::vector<std::pair<std::vector<std::string>, int>> words;
+    for (auto& [w, n] : freq) {
+      std::vector<std::string> syms;
+      for (unsigned char c : w) syms.push_back(byte_symbols()[c]);
+      words.emplace_back(std::move(syms), n);
+    }
+    return train_bpe(std::move(words), SIZE_MAX);
+  }();
+  auto merges = all_merges;
+  merges.resize(std::min(merges.size(), static_cast<size_t>(std::max<int64_t>(0, regular_budget))));
 
   for (int b = 0; b < 256; ++b) add_token(v, byte_symbols()[b], kNormal);
   std::unordered_set<std::string> seen(v.tokens.begin(), v.tokens.end());
@@ -262,34 +268,46 @@ Vocab build_spm_vocab(const SynthSpec& spec) {
     add_token(v, buf, kByte);
   }
   // Words are "▁word" (punctuation stays attached, as SentencePiece sees it).
-  std::map<std::string, int> freq;
-  std::set<std::string> chars = {space};
-  std::string text = kTrainingText;
-  size_t i = 0;
-  while (i < text.size()) {
-    while (i < text.size() && (text[i] == ' ' || text[i] == '\n')) ++i;
-    size_t j = i;
-    while (j < text.size() && text[j] != ' ' && text[j] != '\n') ++j;
-    if (j > i) freq[space + text.substr(i, j - i)]++;
-    i = j;
-  }
-  std::vector<std::pair<std::vector<std::string>, int>> words;
-  for (auto& [w, n] : freq) {
-    std::vector<std::string> syms;
-    for (size_t k = 0; k < w.size();) {  // UTF-8 characters
-      const unsigned char c = static_cast<unsigned char>(w[k]);
-      const size_t len = c < 0x80 ? 1 : c < 0xe0 ? 2 : c < 0xf0 ? 3 : 4;
-      syms.push_back(w.substr(k, len));
-      chars.insert(syms.back());
-      k += len;
+  // Trained once per process; a smaller vocab takes a prefix of the merges.
+  struct Trained {
+    std::set<std::string> chars;
+    std::vector<std::pair<std::string, std::string>> merges;
+  };
+  static const Trained trained = [&space] {
+    Trained t;
+    t.chars.insert(space);
+    std::map<std::string, int> freq;
+    const std::string text = kTrainingText;
+    size_t i = 0;
+    while (i < text.size()) {
+      while (i < text.size() && (text[i] == ' ' || text[i] == '\n')) ++i;
+      size_t j = i;
+      while (j < text.size() && text[j] != ' ' && text[j] != '\n') ++j;
+      if (j > i) freq[space + text.substr(i, j - i)]++;
+      i = j;
     }
-    words.emplace_back(std::move(syms), n);
-  }
+    std::vector<std::pair<std::vector<std::string>, int>> words;
+    for (auto& [w, n] : freq) {
+      std::vector<std::string> syms;
+      for (size_t k = 0; k < w.size();) {  // UTF-8 characters
+        const unsigned char c = static_cast<unsigned char>(w[k]);
+        const size_t len = c < 0x80 ? 1 : c < 0xe0 ? 2 : c < 0xf0 ? 3 : 4;
+        syms.push_back(w.substr(k, len));
+        t.chars.insert(syms.back());
+        k += len;
+      }
+      words.emplace_back(std::move(syms), n);
+    }
+    t.merges = train_bpe(std::move(words), SIZE_MAX);
+    return t;
+  }();
+  const auto& chars = trained.chars;
   const int64_t budget = spec.vocab - static_cast<int64_t>(v.tokens.size()) - static_cast<int64_t>(chars.size());
   if (budget < 0)
     throw Error("synth: vocab " + std::to_string(spec.vocab) + " is too small for a SentencePiece vocab (need >= " +
                 std::to_string(v.tokens.size() + chars.size()) + ")");
-  auto merges = train_bpe(std::move(words), static_cast<size_t>(budget));
+  auto merges = trained.merges;
+  merges.resize(std::min(merges.size(), static_cast<size_t>(budget)));
   std::unordered_set<std::string> seen(v.tokens.begin(), v.tokens.end());
   float score = 0.0f;
   for (auto& [a, b] : merges)  // earlier merges score higher, as in a BPE-trained SentencePiece model
