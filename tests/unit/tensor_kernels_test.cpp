@@ -377,3 +377,21 @@ TEST(TensorKernels, Bf16ExhaustiveRoundTrip) {
     EXPECT_EQ(out, 0x3f80u);
   }
 }
+
+// Guards the dispatch tables: each SIMD table has its own vec_dot for every
+// weight type and its own activation quantizers (not the scalar fallback).
+TEST(TensorKernels, SimdTablesUseSimdKernels) {
+  const Kernels& ks = kernels_for(Isa::Scalar);
+  for (Isa isa : simd_isas()) {
+    const Kernels& k = kernels_for(isa);
+    for (DType t : kWeightTypes)
+      EXPECT_NE(k.vec_dot[static_cast<uint32_t>(t)], ks.vec_dot[static_cast<uint32_t>(t)])
+          << isa_name(isa) << " " << dtype_name(t);
+    for (DType t : {DType::Q8_0, DType::Q8_1, DType::Q8_K, DType::F16, DType::BF16})
+      EXPECT_NE(k.quantize[static_cast<uint32_t>(t)], ks.quantize[static_cast<uint32_t>(t)])
+          << isa_name(isa) << " " << dtype_name(t);
+  }
+  if (simd_isas().size() == 2)
+    EXPECT_NE(kernels_for(Isa::AVX512).vec_dot[static_cast<uint32_t>(DType::Q4_0)],
+              kernels_for(Isa::AVX2).vec_dot[static_cast<uint32_t>(DType::Q4_0)]);
+}
