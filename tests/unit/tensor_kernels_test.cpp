@@ -391,7 +391,8 @@ TEST(TensorKernels, SimdTablesUseSimdKernels) {
       EXPECT_NE(k.quantize[static_cast<uint32_t>(t)], ks.quantize[static_cast<uint32_t>(t)])
           << isa_name(isa) << " " << dtype_name(t);
   }
-  if (simd_isas().size() == 2)
+  if (simd_isas().size() == 2) {
     EXPECT_NE(kernels_for(Isa::AVX512).vec_dot[static_cast<uint32_t>(DType::Q4_0)],
               kernels_for(Isa::AVX2).vec_dot[static_cast<uint32_t>(DType::Q4_0)]);
+  }
 }
