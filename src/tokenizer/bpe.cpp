@@ -311,6 +311,7 @@ class Bpe final : public Vocab {
       const PCRE2_SIZE* ov = pcre2_get_ovector_pointer(md);
       const size_t m0 = ov[0], m1 = ov[1];
       if (m1 == m0) {  // empty match: step over one character
+        if (m0 >= len) break;
         pos = m0 + std::max<size_t>(1, utf8_len(subj[m0]));
         continue;
       }

@@ -112,6 +112,9 @@ std::unique_ptr<Tokenizer> Tokenizer::from_gguf(const gguf::File& f) {
   read_id("tokenizer.ggml.seperator_token_id", v->sep_);
   read_id("tokenizer.ggml.padding_token_id", v->pad_);
   read_id("tokenizer.ggml.cls_token_id", v->cls_);
+  // Defaults that do not exist in this vocab are absent.
+  for (Token* id : {&v->bos_, &v->eos_, &v->eot_, &v->eom_, &v->unk_, &v->sep_, &v->pad_, &v->cls_})
+    if (*id >= 0 && size_t(*id) >= n) *id = -1;
   if (v->family_ == tok::Family::Wpm) {
     // BERT: CLS opens, SEP closes.
     if (v->cls_ >= 0) v->bos_ = v->cls_;

@@ -338,3 +338,54 @@ TEST(TokenizerLoad, OutOfRangeIdsAreHandled) {
   EXPECT_EQ(b.tok->token_to_piece(-5), "");
   EXPECT_FALSE(b.tok->is_eog(-1));
 }
+
+TEST(TokenizerRobustness, RandomBytesNeverCrashAndIdsAreInRange) {
+  BpeSpec s;
+  s.pre = "llama-bpe";
+  s.specials = {{"<|end|>", 3}, {"<u>", 4}};
+  s.extra = {"ab", bchar(' ') + "a"};
+  s.merges = {"a b", bchar(' ') + " a"};
+  auto bpe = build_bpe(s);
+  auto spm = build_spm({{kSp, -1}, {"a", -2}, {kSp + "a", -1}}, true, {{"<|end|>", 3}});
+  Writer w;
+  w.set_string("tokenizer.ggml.model", "bert");
+  w.set_string_array("tokenizer.ggml.tokens", {"[PAD]", "[UNK]", "[CLS]", "[SEP]", kSp + "a", "b"});
+  w.set_u32("tokenizer.ggml.unknown_token_id", 1);
+  auto wpm = build(w);
+  const char* pieces[] = {"a", "b", " ", "\n", "<|end|>", "<u>", "\xE2\x82", "\xAC", "\xFF", "\xF0\x9F\x99\x82",
+                          "'s", "1234", "\t\t", "\xC0\xAF", "\xED\xA0\x80", "\0"};
+  uint64_t rng = 12345;
+  for (int iter = 0; iter < 2000; ++iter) {
+    std::string text;
+    const int n = int(rng % 12);
+    for (int k = 0; k < n; ++k) {
+      rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+      const size_t pi = (rng >> 33) % (sizeof pieces / sizeof pieces[0]);
+      text += pi == 15 ? std::string(1, '\0') : std::string(pieces[pi]);
+    }
+    rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+    for (const Tokenizer* t : {bpe.tok.get(), spm.tok.get(), wpm.tok.get()}) {
+      for (bool add : {false, true})
+        for (bool ps : {false, true}) {
+          auto ids = t->encode(text, add, ps);
+          for (Token id : ids) ASSERT_TRUE(id >= 0 && id < t->n_vocab()) << t->model_name();
+          StreamDecoder d(*t, ps);
+          std::string streamed;
+          for (Token id : ids) streamed += d.push(id);
+          streamed += d.flush();
+          (void)t->decode(ids);
+        }
+    }
+    // Byte-level BPE keeps every valid UTF-8 input exactly.
+    auto ids = bpe.tok->encode(text, false, true);
+    std::string dec = bpe.tok->decode(ids, true);
+    bool valid = true;
+    for (size_t i = 0; i < text.size() && valid;) {
+      unsigned char c = (unsigned char)text[i];
+      if (c < 0x80) { ++i; continue; }
+      valid = false;  // (the pieces above only form valid UTF-8 in the 4-byte emoji)
+      if (text.compare(i, 4, "\xF0\x9F\x99\x82") == 0) { valid = true; i += 4; }
+    }
+    if (valid) EXPECT_EQ(dec, text);
+  }
+}
