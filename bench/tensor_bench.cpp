@@ -1,6 +1,7 @@
 // vec_dot throughput per weight type and ISA: one quantized activation row
 // (K = 4096) against every row of a weight matrix, reported as GB/s of
 // weight bytes read. Two working sets:
+//   hot : 8 rows, in L1/L2 (pure compute: the kernel's headroom)
 //   l3  : a 4096 x 4096 matrix (fits this machine's L3 for the 4-5 bit types)
 //   dram: enough rows for >= 256 MiB of weights (decode-like, memory bound)
 // Plus activation quantization (Q8_0/Q8_1/Q8_K) of a 4096-float row.
@@ -98,6 +99,7 @@ const bool registered = [] {
     const int64_t dram_rows = (256ll << 20) / static_cast<int64_t>(row_bytes(t, K)) + 1;
     for (Isa isa : isas) {
       const std::string base = std::string("vec_dot/") + dtype_name(t) + "/" + isa_name(isa);
+      benchmark::RegisterBenchmark((base + "/hot").c_str(), bm_vec_dot, t, isa, 8)->Unit(benchmark::kMicrosecond);
       benchmark::RegisterBenchmark((base + "/l3").c_str(), bm_vec_dot, t, isa, K)->Unit(benchmark::kMillisecond);
       benchmark::RegisterBenchmark((base + "/dram").c_str(), bm_vec_dot, t, isa, dram_rows)
           ->Unit(benchmark::kMillisecond);

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 
 #include "tensor/kernels.h"
 
@@ -74,6 +75,26 @@ inline void unpack_scales_q3k(const uint8_t* s, int8_t* out) {
     const int hi = (s[8 + j % 4] >> (2 * (j / 4))) & 3;
     out[j] = static_cast<int8_t>((lo | (hi << 4)) - 32);
   }
+}
+
+// The same two unpackings with 32-bit word operations, for the SIMD
+// kernels: Q4_K/Q5_K scales and mins as 8 bytes each (byte j = sub-block j).
+inline void unpack_scales_k4_u64(const uint8_t* s, uint64_t* sc, uint64_t* mn) {
+  uint32_t u[3];
+  std::memcpy(u, s, 12);
+  const uint32_t sc_hi = (u[2] & 0x0f0f0f0fu) | (((u[0] >> 6) & 0x03030303u) << 4);
+  const uint32_t mn_hi = ((u[2] >> 4) & 0x0f0f0f0fu) | (((u[1] >> 6) & 0x03030303u) << 4);
+  *sc = (u[0] & 0x3f3f3f3fu) | (static_cast<uint64_t>(sc_hi) << 32);
+  *mn = (u[1] & 0x3f3f3f3fu) | (static_cast<uint64_t>(mn_hi) << 32);
+}
+// Q3_K: 16 bytes, byte j = scale j + 32 (0..63).
+inline void unpack_scales_q3k_biased(const uint8_t* s, uint32_t out[4]) {
+  uint32_t u[3];
+  std::memcpy(u, s, 12);
+  out[0] = (u[0] & 0x0f0f0f0fu) | (((u[2] >> 0) & 0x03030303u) << 4);
+  out[1] = (u[1] & 0x0f0f0f0fu) | (((u[2] >> 2) & 0x03030303u) << 4);
+  out[2] = ((u[0] >> 4) & 0x0f0f0f0fu) | (((u[2] >> 4) & 0x03030303u) << 4);
+  out[3] = ((u[1] >> 4) & 0x0f0f0f0fu) | (((u[2] >> 6) & 0x03030303u) << 4);
 }
 
 }  // namespace lmhost::blocks

@@ -291,10 +291,18 @@ float dot_q45_k(int64_t n, const void* w, const void* a) {
       const BlockQ4_K* x = static_cast<const BlockQ4_K*>(w) + i;
       qs = x->qs; scales = x->scales; dh = x->d; dminh = x->dmin;
     }
-    uint8_t sc[8], mn[8];
-    unpack_scales_k4(scales, sc, mn);
-    int summ = 0;
-    for (int j = 0; j < 8; ++j) summ += mn[j] * (y[i].bsums[2 * j] + y[i].bsums[2 * j + 1]);
+    uint64_t sc64, mn64;
+    unpack_scales_k4_u64(scales, &sc64, &mn64);
+    uint8_t sc[8];
+    std::memcpy(sc, &sc64, 8);
+    // mins: sum_j mn[j] * (bsums[2j] + bsums[2j+1]) via madd on 16-bit lanes
+    const __m128i mn16 = _mm_cvtepu8_epi16(_mm_cvtsi64_si128(static_cast<long long>(mn64)));
+    const __m256i bs = loadu(y[i].bsums);
+    const __m128i bsp = _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
+    const __m128i pm = _mm_madd_epi16(bsp, mn16);
+    __m128i t = _mm_add_epi32(pm, _mm_shuffle_epi32(pm, 0x4e));
+    t = _mm_add_epi32(t, _mm_shuffle_epi32(t, 0xb1));
+    const int summ = _mm_cvtsi128_si32(t);
     __m256i hb = _mm256_setzero_si256();
     if constexpr (kQ5) hb = loadu(qh);
     __m256i sumi = _mm256_setzero_si256();
@@ -382,8 +390,11 @@ float dot_q3_k(int64_t n, const void* w, const void* a) {
   const __m256i m3 = _mm256_set1_epi8(3), one = _mm256_set1_epi8(1);
   __m256 acc = _mm256_setzero_ps();
   for (int64_t i = 0; i < n / QK_K; ++i) {
+    uint32_t scb[4];
+    unpack_scales_q3k_biased(x[i].scales, scb);
     int8_t sc[16];
-    unpack_scales_q3k(x[i].scales, sc);
+    std::memcpy(sc, scb, 16);
+    for (int g = 0; g < 16; ++g) sc[g] = static_cast<int8_t>(sc[g] - 32);
     int off = 0;
     for (int g = 0; g < 16; ++g) off += sc[g] * y[i].bsums[g];
     const __m256i hm = loadu(x[i].hmask);

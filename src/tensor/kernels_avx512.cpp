@@ -23,8 +23,13 @@ inline __m512i load_2x256(const void* p0, const void* p1) {
   return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256(static_cast<const __m256i*>(p0))),
                             _mm256_loadu_si256(static_cast<const __m256i*>(p1)), 1);
 }
-inline __m512 scale_pair(float d0, float d1) {
-  return _mm512_insertf32x8(_mm512_set1_ps(d0), _mm256_set1_ps(d1), 1);
+// Per-lane d_w * d_a for two blocks (lanes 0..7: block 0, 8..15: block 1),
+// from the raw fp16 scale bits, converted in one vcvtph2ps.
+inline __m512 scale_pair(uint16_t w0, uint16_t a0, uint16_t w1, uint16_t a1) {
+  const __m256i h = _mm256_set_m128i(_mm_set1_epi32(static_cast<int>(w1 | (static_cast<uint32_t>(a1) << 16))),
+                                     _mm_set1_epi32(static_cast<int>(w0 | (static_cast<uint32_t>(a0) << 16))));
+  const __m512 f = _mm512_cvtph_ps(h);               // [w0 a0 w0 a0 ... | w1 a1 ...]
+  return _mm512_mul_ps(f, _mm512_permute_ps(f, 0xB1));  // every lane: w * a
 }
 inline int hsum_256_epi32(__m256i v) {
   __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
@@ -218,7 +223,7 @@ float dot_q4_0(int64_t n, const void* w, const void* a) {
   for (; i + 2 <= nb; i += 2) {
     const __m512i u = expand_q4_pair(x[i].qs, x[i + 1].qs);
     const __m512i s = load_2x256(y[i].qs, y[i + 1].qs);
-    const __m512 d = scale_pair(h2f(x[i].d) * h2f(y[i].d), h2f(x[i + 1].d) * h2f(y[i + 1].d));
+    const __m512 d = scale_pair(x[i].d, y[i].d, x[i + 1].d, y[i + 1].d);
     acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot2_u8_offset(u, s, k8)), d, acc);
   }
   float r = _mm512_reduce_add_ps(acc);
@@ -240,7 +245,7 @@ float dot_q4_1(int64_t n, const void* w, const void* a) {
   for (; i + 2 <= nb; i += 2) {
     const __m512i u = expand_q4_pair(x[i].qs, x[i + 1].qs);
     const __m512i s = load_2x256(y[i].qs, y[i + 1].qs);
-    const __m512 d = scale_pair(h2f(x[i].d) * h2f(y[i].d), h2f(x[i + 1].d) * h2f(y[i + 1].d));
+    const __m512 d = scale_pair(x[i].d, y[i].d, x[i + 1].d, y[i + 1].d);
     acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_dpbusd_epi32(_mm512_setzero_si512(), u, s)), d, acc);
     summ += h2f(x[i].m) * h2f(y[i].s) + h2f(x[i + 1].m) * h2f(y[i + 1].s);
   }
@@ -272,7 +277,7 @@ float dot_q5_0(int64_t n, const void* w, const void* a) {
   for (; i + 2 <= nb; i += 2) {
     const __m512i u = add_q5_high_pair(expand_q4_pair(x[i].qs, x[i + 1].qs), x[i].qh, x[i + 1].qh);
     const __m512i s = load_2x256(y[i].qs, y[i + 1].qs);
-    const __m512 d = scale_pair(h2f(x[i].d) * h2f(y[i].d), h2f(x[i + 1].d) * h2f(y[i + 1].d));
+    const __m512 d = scale_pair(x[i].d, y[i].d, x[i + 1].d, y[i + 1].d);
     acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot2_u8_offset(u, s, k16)), d, acc);
   }
   float r = _mm512_reduce_add_ps(acc);
@@ -295,7 +300,7 @@ float dot_q5_1(int64_t n, const void* w, const void* a) {
   for (; i + 2 <= nb; i += 2) {
     const __m512i u = add_q5_high_pair(expand_q4_pair(x[i].qs, x[i + 1].qs), x[i].qh, x[i + 1].qh);
     const __m512i s = load_2x256(y[i].qs, y[i + 1].qs);
-    const __m512 d = scale_pair(h2f(x[i].d) * h2f(y[i].d), h2f(x[i + 1].d) * h2f(y[i + 1].d));
+    const __m512 d = scale_pair(x[i].d, y[i].d, x[i + 1].d, y[i + 1].d);
     acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_dpbusd_epi32(_mm512_setzero_si512(), u, s)), d, acc);
     summ += h2f(x[i].m) * h2f(y[i].s) + h2f(x[i + 1].m) * h2f(y[i + 1].s);
   }
@@ -322,7 +327,7 @@ float dot_q8_0(int64_t n, const void* w, const void* a) {
     const __m512i as = load_2x256(y[i].qs, y[i + 1].qs);
     const __m512i p = _mm512_sub_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_xor_si512(as, k80), ws),
                                        _mm512_dpbusd_epi32(_mm512_setzero_si512(), k80, ws));
-    const __m512 d = scale_pair(h2f(x[i].d) * h2f(y[i].d), h2f(x[i + 1].d) * h2f(y[i + 1].d));
+    const __m512 d = scale_pair(x[i].d, y[i].d, x[i + 1].d, y[i + 1].d);
     acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), d, acc);
   }
   float r = _mm512_reduce_add_ps(acc);
@@ -382,17 +387,17 @@ float dot_q45_k(int64_t n, const void* w, const void* a) {
       const BlockQ4_K* x = static_cast<const BlockQ4_K*>(w) + i;
       qs = x->qs; scales = x->scales; dh = x->d; dminh = x->dmin;
     }
-    alignas(16) uint8_t sc[16], mn[8];
-    unpack_scales_k4(scales, sc, mn);
+    uint64_t sc, mn;
+    unpack_scales_k4_u64(scales, &sc, &mn);
     const float dy = y[i].d;
     // mins: sum_j mn[j] * (bsums[2j] + bsums[2j+1])
     const __m256i mins16 = _mm256_permutexvar_epi16(
-        dup, _mm256_castsi128_si256(_mm_cvtepu8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(mn)))));
+        dup, _mm256_castsi128_si256(_mm_cvtepu8_epi16(_mm_cvtsi64_si128(static_cast<long long>(mn)))));
     const __m256i bs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[i].bsums));
     accm = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(bs, mins16)), _mm256_set1_ps(h2f(dminh) * dy), accm);
 
     const __m512i sc16 =
-        _mm512_castsi256_si512(_mm256_castsi128_si256(_mm_cvtepu8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(sc)))));
+        _mm512_castsi256_si512(_mm256_castsi128_si256(_mm_cvtepu8_epi16(_mm_cvtsi64_si128(static_cast<long long>(sc)))));
     __m512i qh2 = _mm512_setzero_si512();
     if constexpr (kQ5) qh2 = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(qh)));
     const int8_t* q8 = y[i].qs;
@@ -502,9 +507,10 @@ float dot_q3_k(int64_t n, const void* w, const void* a) {
                                 _mm256_set1_epi8(static_cast<char>(1 << (4 + j))), 1);
   __m512 acc = _mm512_setzero_ps();
   for (int64_t i = 0; i < nb; ++i) {
-    alignas(16) int8_t scs[16];
-    unpack_scales_q3k(x[i].scales, scs);
-    const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_load_si128(reinterpret_cast<const __m128i*>(scs)));
+    alignas(16) uint32_t scb[4];
+    unpack_scales_q3k_biased(x[i].scales, scb);
+    const __m256i sc16 = _mm256_cvtepi8_epi16(
+        _mm_sub_epi8(_mm_load_si128(reinterpret_cast<const __m128i*>(scb)), _mm_set1_epi8(32)));
     const __m256i bs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[i].bsums));
     // the -4 offset: 4 * sum_g sc[g] * bsums[g], folded into the integer sum
     const __m256i off = _mm256_slli_epi32(_mm256_madd_epi16(bs, sc16), 2);
