@@ -245,6 +245,27 @@ Value checked(bool overflow, std::int64_t r) {
   return Value::integer(r);
 }
 
+// Does `v` reach the container `target` (a ListObj or DictObj)? Storing such
+// a value into the container would make a reference cycle (leaked by
+// shared_ptr, printed forever by repr), so those stores are refused.
+bool reaches(const Value& v, const void* target, int depth = 0) {
+  if (depth > 200) return true;
+  if (v.t == T::List) {
+    if (v.l.get() == target) return true;
+    for (auto& x : v.l->items)
+      if ((x.t == T::List || x.t == T::Dict) && reaches(x, target, depth + 1)) return true;
+  } else if (v.t == T::Dict) {
+    if (v.d.get() == target) return true;
+    for (auto& kv : v.d->items)
+      if ((kv.second.t == T::List || kv.second.t == T::Dict) && reaches(kv.second, target, depth + 1)) return true;
+  }
+  return false;
+}
+
+void no_cycle(const Value& v, const void* target, int line) {
+  if (reaches(v, target)) fail("cannot store a list or dict inside itself", line);
+}
+
 // ---- scopes ------------------------------------------------------------------
 struct Scope {
   std::unordered_map<std::string, Value> vars;
@@ -323,7 +344,9 @@ struct Interp {
       case Stmt::K::SetAttr: {
         Value ns = lookup(st.text, sc);
         if (!(ns.t == T::Dict && ns.ns)) fail("can't assign attribute '" + st.attr + "' on non-namespace object '" + st.text + "'", st.line);
-        ns.d->set(Value::str(st.attr), eval(*st.expr, sc));
+        Value v = eval(*st.expr, sc);
+        no_cycle(v, ns.d.get(), st.line);
+        ns.d->set(Value::str(st.attr), std::move(v));
         return Flow::Normal;
       }
       case Stmt::K::SetBlock: {
@@ -676,6 +699,7 @@ struct Interp {
         if (const Value* v = d.find(*k)) return *v;
         const Value* dflt = arg(a, 1, "default");
         Value v = dflt ? *dflt : Value::none();
+        no_cycle(v, self.d.get(), line);
         d.set(*k, v);
         return v;
       }
@@ -683,9 +707,15 @@ struct Interp {
         if (const Value* o = arg(a, 0, "other")) {
           if (o->t != T::Dict) fail("update expects a dict", line);
           auto copy = o->d->items;
-          for (auto& kv : copy) d.set(kv.first, kv.second);
+          for (auto& kv : copy) {
+            no_cycle(kv.second, self.d.get(), line);
+            d.set(kv.first, kv.second);
+          }
         }
-        for (auto& kv : a.kw) d.set(Value::str(kv.first), kv.second);
+        for (auto& kv : a.kw) {
+          no_cycle(kv.second, self.d.get(), line);
+          d.set(Value::str(kv.first), kv.second);
+        }
         return Value::none();
       }
     }
@@ -694,12 +724,14 @@ struct Interp {
       if (m == "append") {
         if (a.pos.size() != 1) fail("append() takes exactly one argument", line);
         if (self.tuple) fail("'tuple' object has no attribute 'append'", line);
+        no_cycle(a.pos[0], self.l.get(), line);
         v.push_back(a.pos[0]);
         return Value::none();
       }
       if (m == "extend") {
         if (a.pos.size() != 1) fail("extend() takes exactly one argument", line);
         List more = iterate(a.pos[0], line);
+        for (auto& x : more) no_cycle(x, self.l.get(), line);
         v.insert(v.end(), more.begin(), more.end());
         return Value::none();
       }
@@ -708,6 +740,7 @@ struct Interp {
         std::int64_t n = static_cast<std::int64_t>(v.size()), k = as_int(a.pos[0]);
         if (k < 0) k = std::max<std::int64_t>(0, k + n);
         k = std::min(k, n);
+        no_cycle(a.pos[1], self.l.get(), line);
         v.insert(v.begin() + k, a.pos[1]);
         return Value::none();
       }
