@@ -33,6 +33,7 @@ void ServedModel::stop() {
 void ServedModel::load(const EngineOptions& opts) {
   const auto t0 = std::chrono::steady_clock::now();
   try {
+    if (cfg_.prepare) cfg_.prepare(cfg_.path);
     file_ = gguf::File::open(cfg_.path);
     arch_ = file_->architecture();
     file_bytes_ = file_->file_size();

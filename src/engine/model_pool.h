@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -36,6 +37,8 @@ struct ModelConfig {
   std::string name;   // served name ("demo", "qwen2", ...)
   std::string path;   // GGUF file
   bool demo = false;  // synthesized, random weights
+  // Runs on the loader thread before the file is opened (e.g. synthesize the demo model).
+  std::function<void(const std::string& path)> prepare;
 };
 
 class ServedModel {

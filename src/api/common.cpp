@@ -1,0 +1,448 @@
+// Shared adapter code, the native endpoints and route registration.
+#include "api/common.h"
+
+#include <cstdio>
+#include <ctime>
+#include <random>
+#include <set>
+
+namespace lmhost::api {
+
+std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+
+json parse_body(const HttpRequest& req) {
+  if (req.body.empty()) throw Error("the request body is empty; send a JSON object", 400);
+  json j = json::parse(req.body, nullptr, false);
+  if (j.is_discarded()) {
+    // Parse again with exceptions for a message with the position.
+    try {
+      (void)json::parse(req.body);
+    } catch (const json::parse_error& e) {
+      throw Error(std::string("malformed JSON in the request body: ") + e.what(), 400);
+    }
+    throw Error("malformed JSON in the request body", 400);
+  }
+  if (!j.is_object()) throw Error("the request body must be a JSON object", 400);
+  return j;
+}
+
+namespace {
+const json* field(const json& j, const char* key) {
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null()) return nullptr;
+  return &*it;
+}
+}  // namespace
+
+std::optional<std::string> opt_string(const json& j, const char* key) {
+  const json* v = field(j, key);
+  if (!v) return std::nullopt;
+  if (!v->is_string()) throw Error(std::string("'") + key + "' must be a string", 400);
+  return v->get<std::string>();
+}
+
+std::optional<bool> opt_bool(const json& j, const char* key) {
+  const json* v = field(j, key);
+  if (!v) return std::nullopt;
+  if (!v->is_boolean()) throw Error(std::string("'") + key + "' must be true or false", 400);
+  return v->get<bool>();
+}
+
+std::optional<double> opt_number(const json& j, const char* key, double lo, double hi) {
+  const json* v = field(j, key);
+  if (!v) return std::nullopt;
+  if (!v->is_number()) throw Error(std::string("'") + key + "' must be a number", 400);
+  const double d = v->get<double>();
+  if (!(d >= lo && d <= hi))
+    throw Error(std::string("'") + key + "' must be between " + json(lo).dump() + " and " + json(hi).dump(), 400);
+  return d;
+}
+
+std::optional<int64_t> opt_int(const json& j, const char* key, int64_t lo, int64_t hi) {
+  const json* v = field(j, key);
+  if (!v) return std::nullopt;
+  int64_t x = 0;
+  if (v->is_number_integer()) {
+    if (v->is_number_unsigned() && v->get<uint64_t>() > static_cast<uint64_t>(INT64_MAX)) x = INT64_MAX;
+    else x = v->get<int64_t>();
+  } else if (v->is_number_float() && v->get<double>() == static_cast<double>(static_cast<int64_t>(v->get<double>()))) {
+    x = static_cast<int64_t>(v->get<double>());
+  } else {
+    throw Error(std::string("'") + key + "' must be an integer", 400);
+  }
+  if (x < lo || x > hi)
+    throw Error(std::string("'") + key + "' must be between " + std::to_string(lo) + " and " + std::to_string(hi) +
+                    " (got " + std::to_string(x) + ")",
+                400);
+  return x;
+}
+
+std::vector<std::string> opt_stop(const json& j, const char* key) {
+  const json* v = field(j, key);
+  if (!v) return {};
+  std::vector<std::string> out;
+  if (v->is_string()) {
+    out.push_back(v->get<std::string>());
+  } else if (v->is_array()) {
+    if (v->size() > 16) throw Error(std::string("'") + key + "' has more than 16 entries", 400);
+    for (const auto& s : *v) {
+      if (!s.is_string()) throw Error(std::string("'") + key + "' must be a string or a list of strings", 400);
+      out.push_back(s.get<std::string>());
+    }
+  } else {
+    throw Error(std::string("'") + key + "' must be a string or a list of strings", 400);
+  }
+  return out;
+}
+
+std::shared_ptr<ServedModel> resolve_model(Ctx& ctx, const std::string& name) {
+  auto m = ctx.pool->find(name);
+  if (!m) {
+    std::string names;
+    for (const auto& x : ctx.pool->list()) names += (names.empty() ? "" : ", ") + x->name();
+    throw Error("model '" + name + "' is not served here (available: " + names + ")", 404);
+  }
+  switch (m->state()) {
+    case ModelState::Ready: return m;
+    case ModelState::Loading: throw Error("model '" + m->name() + "' is still loading; retry shortly", 503);
+    case ModelState::Failed: throw Error("model '" + m->name() + "' failed to load: " + m->error(), 503);
+  }
+  return m;
+}
+
+namespace {
+
+std::string content_text(const json& content) {
+  if (content.is_null()) return "";
+  if (content.is_string()) return content.get<std::string>();
+  if (content.is_array()) {
+    std::string out;
+    for (const auto& part : content) {
+      if (part.is_string()) { out += part.get<std::string>(); continue; }
+      if (!part.is_object()) throw Error("message content parts must be objects", 400);
+      auto t = part.find("type");
+      if (t != part.end() && t->is_string() && *t != "text")
+        throw Error("message content of type '" + t->get<std::string>() + "' is not supported (text only)", 400);
+      auto txt = part.find("text");
+      if (txt == part.end() || !txt->is_string()) throw Error("a text content part needs a 'text' string", 400);
+      out += txt->get<std::string>();
+    }
+    return out;
+  }
+  throw Error("message 'content' must be a string or a list of content parts", 400);
+}
+
+std::mutex g_fallback_mu;
+std::set<std::string> g_fallback_logged;
+
+void log_fallback_once(const ServedModel& m, const std::string& why) {
+  std::lock_guard lk(g_fallback_mu);
+  if (g_fallback_logged.insert(m.name()).second)
+    std::fprintf(stderr, "lmhost: model '%s': %s; rendering chats as ChatML\n", m.name().c_str(), why.c_str());
+}
+
+}  // namespace
+
+std::string render_chat(ServedModel& m, const json& messages, bool add_generation_prompt) {
+  if (!messages.is_array()) throw Error("'messages' must be a list of {role, content} objects", 400);
+  if (messages.empty()) throw Error("'messages' must not be empty", 400);
+  json msgs = json::array();
+  for (const auto& msg : messages) {
+    if (!msg.is_object()) throw Error("each message must be an object with 'role' and 'content'", 400);
+    auto role = msg.find("role");
+    if (role == msg.end() || !role->is_string()) throw Error("each message needs a 'role' string", 400);
+    std::string r = role->get<std::string>();
+    if (r == "developer") r = "system";
+    if (r != "system" && r != "user" && r != "assistant" && r != "tool")
+      throw Error("unknown message role '" + r + "' (system, user, assistant, tool)", 400);
+    json out = msg;
+    out["role"] = r;
+    auto c = msg.find("content");
+    out["content"] = c == msg.end() ? std::string() : content_text(*c);
+    msgs.push_back(std::move(out));
+  }
+  const Tokenizer& tok = m.tokenizer();
+  if (m.chat_template()) {
+    try {
+      json ctx = {{"messages", msgs},
+                  {"add_generation_prompt", add_generation_prompt},
+                  {"bos_token", tok.bos() >= 0 ? std::string(tok.token_text(tok.bos())) : std::string()},
+                  {"eos_token", tok.eos() >= 0 ? std::string(tok.token_text(tok.eos())) : std::string()}};
+      return m.chat_template()->render(ctx);
+    } catch (const std::exception& e) {
+      log_fallback_once(m, std::string("its chat template failed to render (") + e.what() + ")");
+    }
+  } else {
+    log_fallback_once(m, m.chat_template_source().empty() ? "no chat template in the model file"
+                                                          : "its chat template could not be parsed");
+  }
+  std::string out;
+  for (const auto& msg : msgs)
+    out += "<|im_start|>" + msg["role"].get<std::string>() + "\n" + msg["content"].get<std::string>() + "<|im_end|>\n";
+  if (add_generation_prompt) out += "<|im_start|>assistant\n";
+  return out;
+}
+
+std::vector<Token> tokenize_prompt(const ServedModel& m, const std::string& text, bool add_special) {
+  const Tokenizer& tok = m.tokenizer();
+  std::vector<Token> t = tok.encode(text, add_special, /*parse_special=*/true);
+  // The template may already start with BOS: do not add a second one.
+  if (t.size() >= 2 && tok.bos() >= 0 && t[0] == tok.bos() && t[1] == tok.bos()) t.erase(t.begin());
+  return t;
+}
+
+uint64_t random_seed() {
+  static std::mutex mu;
+  static std::mt19937_64 rng{std::random_device{}()};
+  std::lock_guard lk(mu);
+  return rng();
+}
+
+SteadyClock::time_point deadline_from(const Ctx& ctx) {
+  if (ctx.opts.request_timeout.count() <= 0) return SteadyClock::time_point::max();
+  return SteadyClock::now() + ctx.opts.request_timeout;
+}
+
+std::vector<std::shared_ptr<RequestHandle>> submit_n(ServedModel& m, const GenerateRequest& req, int n) {
+  std::vector<std::shared_ptr<RequestHandle>> hs;
+  try {
+    for (int i = 0; i < n; ++i) {
+      GenerateRequest r = req;
+      r.sampling.seed = req.sampling.seed + static_cast<uint64_t>(i);
+      hs.push_back(m.scheduler().submit(std::move(r)));
+    }
+  } catch (...) {
+    for (auto& h : hs) h->cancel();
+    throw;
+  }
+  return hs;
+}
+
+// ---- GenStream / GenDeferred ----
+
+GenStream::GenStream(std::vector<std::shared_ptr<RequestHandle>> handles, std::string prefix, OnEvent on_event,
+                     OnEnd on_end)
+    : handles_(std::move(handles)),
+      done_(handles_.size(), false),
+      prefix_(std::move(prefix)),
+      on_event_(std::move(on_event)),
+      on_end_(std::move(on_end)) {}
+
+void GenStream::set_notify(std::function<void()> notify) {
+  for (auto& h : handles_) h->set_notify(notify);
+}
+
+void GenStream::cancel() {
+  for (auto& h : handles_) h->cancel();
+}
+
+bool GenStream::poll(std::string& out) {
+  if (ended_) return false;
+  out += prefix_;
+  prefix_.clear();
+  bool all_done = true;
+  for (size_t i = 0; i < handles_.size(); ++i) {
+    if (done_[i]) continue;
+    scratch_.clear();
+    handles_[i]->try_pop(scratch_);
+    for (const auto& ev : scratch_) {
+      out += on_event_(static_cast<int>(i), ev);
+      if (ev.kind == TokenEvent::Kind::Done) done_[i] = true;
+    }
+    if (!done_[i]) all_done = false;
+  }
+  if (all_done) {
+    out += on_end_();
+    ended_ = true;
+    return false;
+  }
+  return true;
+}
+
+GenDeferred::GenDeferred(std::vector<std::shared_ptr<RequestHandle>> handles, bool keep_tokens, Finish finish)
+    : handles_(std::move(handles)),
+      results_(handles_.size()),
+      done_(handles_.size(), false),
+      keep_tokens_(keep_tokens),
+      finish_(std::move(finish)) {}
+
+void GenDeferred::set_notify(std::function<void()> notify) {
+  for (auto& h : handles_) h->set_notify(notify);
+}
+
+void GenDeferred::cancel() {
+  for (auto& h : handles_) h->cancel();
+}
+
+std::optional<HttpResponse> GenDeferred::poll() {
+  bool all_done = true;
+  for (size_t i = 0; i < handles_.size(); ++i) {
+    if (done_[i]) continue;
+    scratch_.clear();
+    handles_[i]->try_pop(scratch_);
+    ChoiceResult& r = results_[i];
+    for (auto& ev : scratch_) {
+      r.text += ev.text;
+      if (ev.kind == TokenEvent::Kind::Token) {
+        if (keep_tokens_) r.tokens.push_back(std::move(ev));
+      } else {
+        r.finish = ev.finish;
+        r.error = ev.error;
+        r.stats = ev.stats;
+        done_[i] = true;
+      }
+    }
+    if (!done_[i]) all_done = false;
+  }
+  if (!all_done) return std::nullopt;
+  return finish_(results_);
+}
+
+// ---- errors, time ----
+
+HttpResponse openai_error(int status, const std::string& message, const char* type, const char* param) {
+  if (!type)
+    type = status == 404 ? "not_found_error" : status == 503 ? "server_busy" : status >= 500 ? "server_error"
+                                                                                             : "invalid_request_error";
+  json e = {{"error",
+             {{"message", message}, {"type", type}, {"param", param ? json(param) : json(nullptr)},
+              {"code", status == 404 ? json("model_not_found") : json(nullptr)}}}};
+  HttpResponse r = HttpResponse::json(status, dump(e));
+  if (status == 503) r.headers.emplace_back("Retry-After", "1");
+  return r;
+}
+
+HttpResponse ollama_error(int status, const std::string& message) {
+  HttpResponse r = HttpResponse::json(status, dump(json{{"error", message}}));
+  if (status == 503) r.headers.emplace_back("Retry-After", "1");
+  return r;
+}
+
+std::string rfc3339(std::chrono::system_clock::time_point t) {
+  const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
+  const std::time_t secs = static_cast<std::time_t>(ns / 1000000000);
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%09lldZ", tm.tm_year + 1900, tm.tm_mon + 1,
+                tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<long long>(ns % 1000000000));
+  return buf;
+}
+std::string rfc3339_now() { return rfc3339(std::chrono::system_clock::now()); }
+int64_t unix_now() {
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+// ---- native endpoints ----
+
+void register_native(server::Router& r, std::shared_ptr<Ctx> ctx) {
+  r.add("GET", "/health", [ctx](HttpRequest&) {
+    json models = json::array();
+    bool loading = false, any_ready = false;
+    for (const auto& m : ctx->pool->list()) {
+      json e = {{"name", m->name()}, {"state", model_state_name(m->state())}, {"demo", m->demo()}};
+      if (m->state() == ModelState::Failed) e["error"] = m->error();
+      if (m->state() == ModelState::Loading) loading = true;
+      if (m->state() == ModelState::Ready) {
+        any_ready = true;
+        const SchedulerStats st = m->scheduler().stats();
+        e["slots"] = {{"total", st.n_parallel}, {"active", st.active}, {"idle", st.n_parallel - st.active}};
+        e["queue"] = {{"waiting", st.queued}, {"max", st.max_queue}, {"rejected_total", st.rejected_total}};
+        e["n_ctx"] = st.n_ctx_per_seq;
+        e["requests_total"] = st.requests_total;
+        e["tokens_generated_total"] = st.tokens_generated;
+        e["prompt_tokens_reused_total"] = st.prompt_tokens_reused;
+      }
+      models.push_back(std::move(e));
+    }
+    const char* status = loading ? "loading" : any_ready ? "ok" : "error";
+    return HttpResponse::json(loading || !any_ready ? 503 : 200, dump(json{{"status", status}, {"models", models}}));
+  });
+
+  r.add("POST", "/tokenize", [ctx](HttpRequest& req) {
+    json b = parse_body(req);
+    auto m = resolve_model(*ctx, opt_string(b, "model").value_or(""));
+    auto text = opt_string(b, "content");
+    if (!text) text = opt_string(b, "prompt");
+    if (!text) throw Error("'content' (the text to tokenize) is required", 400);
+    const bool add_special = opt_bool(b, "add_special").value_or(false);
+    const bool with_pieces = opt_bool(b, "with_pieces").value_or(false);
+    auto toks = m->tokenizer().encode(*text, add_special, /*parse_special=*/true);
+    json out = json::array();
+    for (Token t : toks) {
+      if (with_pieces) out.push_back({{"id", t}, {"piece", m->tokenizer().token_to_piece(t, true)}});
+      else out.push_back(t);
+    }
+    return HttpResponse::json(200, dump(json{{"tokens", out}, {"model", m->name()}}));
+  });
+
+  r.add("POST", "/detokenize", [ctx](HttpRequest& req) {
+    json b = parse_body(req);
+    auto m = resolve_model(*ctx, opt_string(b, "model").value_or(""));
+    auto it = b.find("tokens");
+    if (it == b.end() || !it->is_array()) throw Error("'tokens' must be a list of token ids", 400);
+    std::vector<Token> toks;
+    const int n_vocab = m->tokenizer().n_vocab();
+    for (const auto& t : *it) {
+      if (!t.is_number_integer()) throw Error("'tokens' must be a list of integer token ids", 400);
+      const int64_t v = t.get<int64_t>();
+      if (v < 0 || v >= n_vocab)
+        throw Error("token id " + std::to_string(v) + " is out of range [0, " + std::to_string(n_vocab) + ")", 400);
+      toks.push_back(static_cast<Token>(v));
+    }
+    return HttpResponse::json(200, dump(json{{"content", m->tokenizer().decode(toks)}, {"model", m->name()}}));
+  });
+
+  r.add("POST", "/v1/summarize", [ctx](HttpRequest& req) {
+    json b = parse_body(req);
+    auto m = resolve_model(*ctx, opt_string(b, "model").value_or(""));
+    auto text = opt_string(b, "text");
+    if (!text || text->empty()) throw Error("'text' (the text to summarize) is required", 400);
+    GenerateRequest g;
+    const int n_ctx = m->scheduler().n_ctx_per_seq();
+    g.max_tokens = static_cast<int>(opt_int(b, "max_tokens", 1, n_ctx).value_or(std::min(256, n_ctx)));
+    g.sampling.temperature = static_cast<float>(opt_number(b, "temperature", 0, 2).value_or(0.7));
+    g.sampling.top_k = 40;
+    g.sampling.top_p = 0.95f;
+    g.sampling.min_p = 0.05f;
+    g.sampling.seed = opt_int(b, "seed", 0, INT64_MAX).has_value() ? static_cast<uint64_t>(*opt_int(b, "seed", 0, INT64_MAX))
+                                                                   : random_seed();
+    json messages = json::array(
+        {{{"role", "system"},
+          {"content", "You are a helpful assistant that writes concise, faithful summaries in the language of the text."}},
+         {{"role", "user"}, {"content", "Summarize the following text:\n\n" + *text}}});
+    g.prompt = tokenize_prompt(*m, render_chat(*m, messages));
+    g.deadline = deadline_from(*ctx);
+    auto hs = submit_n(*m, g, 1);
+    const std::string name = m->name();
+    HttpResponse res;
+    res.deferred = std::make_shared<GenDeferred>(hs, false, [name](std::vector<ChoiceResult>& rs) {
+      const ChoiceResult& c = rs[0];
+      if (c.finish == FinishReason::Error) return openai_error(500, c.error);
+      const int in = c.stats.prompt_tokens, out = c.stats.completion_tokens;
+      std::string s = c.text;
+      while (!s.empty() && (s.back() == ' ' || s.back() == '\n')) s.pop_back();
+      size_t i = 0;
+      while (i < s.size() && (s[i] == ' ' || s[i] == '\n')) ++i;
+      return HttpResponse::json(
+          200, dump(json{{"summary", s.substr(i)},
+                         {"model", name},
+                         {"finish_reason", finish_reason_name(c.finish)},
+                         {"usage", {{"input_tokens", in}, {"output_tokens", out}, {"total_tokens", in + out}}}}));
+    });
+    return res;
+  });
+}
+
+void register_routes(server::Router& router, std::shared_ptr<ModelPool> pool, ApiOptions options) {
+  auto ctx = std::make_shared<Ctx>(Ctx{std::move(pool), std::move(options)});
+  router.set_error_formatter([](const HttpRequest& req, int status, const std::string& msg) {
+    if (req.path.rfind("/api/", 0) == 0) return ollama_error(status, msg);
+    return openai_error(status, msg);
+  });
+  register_native(router, ctx);
+  register_openai(router, ctx);
+  register_ollama(router, ctx);
+}
+
+}  // namespace lmhost::api

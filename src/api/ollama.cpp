@@ -1,0 +1,289 @@
+// Ollama-compatible endpoints: /api/generate, /api/chat, /api/tags,
+// /api/show, /api/ps, /api/version, GET|HEAD /.
+#include <cstdio>
+
+#include "api/common.h"
+#include "gguf/gguf.h"
+
+namespace lmhost::api {
+namespace {
+
+struct OllamaParams {
+  GenerateRequest gen;
+  bool stream = true;
+};
+
+OllamaParams read_params(const json& b, ServedModel& m) {
+  OllamaParams p;
+  p.stream = opt_bool(b, "stream").value_or(true);
+  json opts = json::object();
+  if (auto it = b.find("options"); it != b.end() && !it->is_null()) {
+    if (!it->is_object()) throw Error("'options' must be an object", 400);
+    opts = *it;
+  }
+  SamplingParams& s = p.gen.sampling;
+  s.temperature = static_cast<float>(opt_number(opts, "temperature", 0, 100).value_or(0.8));
+  s.top_k = static_cast<int>(opt_int(opts, "top_k", 0, 1 << 20).value_or(40));
+  s.top_p = static_cast<float>(opt_number(opts, "top_p", 0, 1).value_or(0.9));
+  s.min_p = static_cast<float>(opt_number(opts, "min_p", 0, 1).value_or(0.0));
+  s.repeat_penalty = static_cast<float>(opt_number(opts, "repeat_penalty", 0, 100).value_or(1.1));
+  s.repeat_last_n = static_cast<int>(opt_int(opts, "repeat_last_n", -1, 1 << 20).value_or(64));
+  s.presence_penalty = static_cast<float>(opt_number(opts, "presence_penalty", -100, 100).value_or(0.0));
+  s.frequency_penalty = static_cast<float>(opt_number(opts, "frequency_penalty", -100, 100).value_or(0.0));
+  auto seed = opt_int(opts, "seed", INT64_MIN, INT64_MAX);
+  s.seed = seed && *seed >= 0 ? static_cast<uint64_t>(*seed) : random_seed();
+  // num_predict: -1 (default) until the context is full, -2 likewise.
+  const int64_t np = opt_int(opts, "num_predict", -2, 100'000'000).value_or(-1);
+  const int n_ctx = m.scheduler().n_ctx_per_seq();
+  p.gen.max_tokens = np < 0 ? -1 : static_cast<int>(std::min<int64_t>(np, n_ctx));
+  p.gen.stop = opt_stop(opts, "stop");
+  (void)opt_int(opts, "num_ctx", 1, 10'000'000);  // accepted; the context is set at start-up (--ctx)
+  if (auto f = b.find("format"); f != b.end() && !f->is_null()) {
+    if (!(f->is_string() || f->is_object())) throw Error("'format' must be \"json\" or a JSON schema", 400);
+    static bool logged = false;
+    if (!logged) {
+      logged = true;
+      std::fprintf(stderr, "lmhost: note: Ollama 'format' is accepted but output is not constrained to JSON yet\n");
+    }
+  }
+  (void)b.find("keep_alive");  // accepted: models stay loaded
+  return p;
+}
+
+json final_fields(const GenerateStats& st, const char* reason) {
+  auto ns = [](double ms) { return static_cast<int64_t>(ms * 1e6); };
+  return {{"done", true},
+          {"done_reason", reason},
+          {"total_duration", ns(st.total_ms)},
+          {"load_duration", ns(st.queue_ms)},
+          {"prompt_eval_count", st.prompt_tokens},
+          {"prompt_eval_duration", ns(st.prompt_ms)},
+          {"prompt_cached_count", st.cached_tokens},
+          {"eval_count", st.completion_tokens},
+          {"eval_duration", ns(st.generate_ms)}};
+}
+
+const char* ollama_reason(FinishReason r) {
+  switch (r) {
+    case FinishReason::Length: return "length";
+    case FinishReason::Timeout: return "timeout";
+    case FinishReason::Cancelled: return "cancelled";
+    case FinishReason::Error: return "error";
+    default: return "stop";
+  }
+}
+
+// Shared by generate (chat=false) and chat.
+HttpResponse run(Ctx& ctx, ServedModel& m, OllamaParams p, bool chat, std::vector<Token> context_prefix) {
+  p.gen.deadline = deadline_from(ctx);
+  auto hs = submit_n(m, p.gen, 1);
+  const std::string name = m.name();
+  auto prompt_tokens = std::make_shared<std::vector<Token>>(std::move(context_prefix));
+  if (!chat) prompt_tokens->insert(prompt_tokens->end(), p.gen.prompt.begin(), p.gen.prompt.end());
+  HttpResponse res;
+  if (p.stream) {
+    auto generated = std::make_shared<std::vector<Token>>();
+    auto on_event = [name, chat, generated, prompt_tokens](int, const TokenEvent& ev) -> std::string {
+      json j = {{"model", name}, {"created_at", rfc3339_now()}};
+      if (ev.kind == TokenEvent::Kind::Token) {
+        generated->push_back(ev.token);
+        if (ev.text.empty()) return "";
+        if (chat) j["message"] = {{"role", "assistant"}, {"content", ev.text}};
+        else j["response"] = ev.text;
+        j["done"] = false;
+        return dump(j) + "\n";
+      }
+      if (ev.finish == FinishReason::Error) return dump(json{{"error", ev.error}}) + "\n";
+      if (chat) j["message"] = {{"role", "assistant"}, {"content", ev.text}};
+      else j["response"] = ev.text;
+      j.update(final_fields(ev.stats, ollama_reason(ev.finish)));
+      if (!chat) {
+        std::vector<Token> c = *prompt_tokens;
+        c.insert(c.end(), generated->begin(), generated->end());
+        j["context"] = c;
+      }
+      return dump(j) + "\n";
+    };
+    res.content_type = "application/x-ndjson";
+    res.stream = std::make_shared<GenStream>(hs, "", on_event, [] { return std::string(); });
+    return res;
+  }
+  res.deferred = std::make_shared<GenDeferred>(hs, !chat, [name, chat, prompt_tokens](std::vector<ChoiceResult>& rs) {
+    const ChoiceResult& c = rs[0];
+    if (c.finish == FinishReason::Error) return ollama_error(500, "generation failed: " + c.error);
+    json j = {{"model", name}, {"created_at", rfc3339_now()}};
+    if (chat) j["message"] = {{"role", "assistant"}, {"content", c.text}};
+    else j["response"] = c.text;
+    j.update(final_fields(c.stats, ollama_reason(c.finish)));
+    if (!chat) {
+      std::vector<Token> ctxt = *prompt_tokens;
+      for (const auto& ev : c.tokens) ctxt.push_back(ev.token);
+      j["context"] = ctxt;
+    }
+    return HttpResponse::json(200, dump(j));
+  });
+  return res;
+}
+
+std::string model_name_of(const json& b) {
+  auto n = opt_string(b, "model");
+  if (!n) n = opt_string(b, "name");
+  if (!n || n->empty()) throw Error("'model' is required", 400);
+  return *n;
+}
+
+HttpResponse loaded_reply(const std::string& name, bool chat) {
+  json j = {{"model", name}, {"created_at", rfc3339_now()}, {"done", true}, {"done_reason", "load"}};
+  if (chat) j["message"] = {{"role", "assistant"}, {"content", ""}};
+  else j["response"] = "";
+  return HttpResponse::json(200, dump(j));
+}
+
+HttpResponse generate(Ctx& ctx, HttpRequest& req) {
+  json b = parse_body(req);
+  auto m = resolve_model(ctx, model_name_of(b));
+  OllamaParams p = read_params(b, *m);
+  const std::string prompt = opt_string(b, "prompt").value_or("");
+  const std::string system = opt_string(b, "system").value_or("");
+  const bool raw = opt_bool(b, "raw").value_or(false);
+  std::vector<Token> ctx_tokens;
+  if (auto c = b.find("context"); c != b.end() && !c->is_null()) {
+    if (!c->is_array()) throw Error("'context' must be a list of token ids", 400);
+    for (const auto& t : *c) {
+      if (!t.is_number_integer() || t.get<int64_t>() < 0 || t.get<int64_t>() >= m->tokenizer().n_vocab())
+        throw Error("'context' holds an invalid token id", 400);
+      ctx_tokens.push_back(static_cast<Token>(t.get<int64_t>()));
+    }
+  }
+  if (prompt.empty() && ctx_tokens.empty()) return loaded_reply(m->name(), false);
+  std::vector<Token> toks;
+  if (raw) {
+    toks = tokenize_prompt(*m, prompt, ctx_tokens.empty());
+  } else {
+    json msgs = json::array();
+    if (!system.empty()) msgs.push_back({{"role", "system"}, {"content", system}});
+    msgs.push_back({{"role", "user"}, {"content", prompt}});
+    toks = tokenize_prompt(*m, render_chat(*m, msgs), ctx_tokens.empty());
+  }
+  p.gen.prompt = ctx_tokens;
+  p.gen.prompt.insert(p.gen.prompt.end(), toks.begin(), toks.end());
+  // `run` records the prompt for the returned context.
+  return run(ctx, *m, std::move(p), false, {});
+}
+
+HttpResponse chat(Ctx& ctx, HttpRequest& req) {
+  json b = parse_body(req);
+  auto m = resolve_model(ctx, model_name_of(b));
+  OllamaParams p = read_params(b, *m);
+  auto msgs = b.find("messages");
+  if (msgs == b.end() || msgs->is_null() || (msgs->is_array() && msgs->empty())) return loaded_reply(m->name(), true);
+  p.gen.prompt = tokenize_prompt(*m, render_chat(*m, *msgs));
+  return run(ctx, *m, std::move(p), true, {});
+}
+
+std::string param_size(uint64_t n) {
+  char buf[32];
+  if (n >= 1'000'000'000ULL) std::snprintf(buf, sizeof buf, "%.1fB", n / 1e9);
+  else std::snprintf(buf, sizeof buf, "%.1fM", n / 1e6);
+  return buf;
+}
+
+json details(const ServedModel& m) {
+  if (m.state() != ModelState::Ready)
+    return {{"parent_model", ""}, {"format", "gguf"}, {"family", ""}, {"families", nullptr}, {"parameter_size", ""},
+            {"quantization_level", ""}};
+  return {{"parent_model", ""},
+          {"format", "gguf"},
+          {"family", m.architecture()},
+          {"families", json::array({m.architecture()})},
+          {"parameter_size", param_size(m.parameters())},
+          {"quantization_level", m.quantization()}};
+}
+
+std::string digest_of(const ServedModel& m) {
+  // Not a content hash (that would read the whole file): a stable id from name, path and size.
+  uint64_t h = 1469598103934665603ULL;
+  for (char c : m.name() + "|" + m.path() + "|" + std::to_string(m.state() == ModelState::Ready ? m.file_bytes() : 0))
+    h = (h ^ static_cast<unsigned char>(c)) * 1099511628211ULL;
+  char buf[80];
+  std::snprintf(buf, sizeof buf, "%016llx%016llx%016llx%016llx", (unsigned long long)h, (unsigned long long)(h * 31),
+                (unsigned long long)(h * 131), (unsigned long long)(h * 1031));
+  return buf;
+}
+
+json gguf_value(const gguf::Value& v) {
+  using gguf::ValueType;
+  if (v.is_array()) {
+    if (v.array_size() > 64) return nullptr;  // vocabularies, merges: as Ollama, left out unless verbose
+    json a = json::array();
+    for (const auto& e : v.elements()) a.push_back(gguf_value(e));
+    return a;
+  }
+  switch (v.type()) {
+    case ValueType::STRING: return std::string(v.as_string());
+    case ValueType::BOOL: return v.as_bool();
+    case ValueType::FLOAT32:
+    case ValueType::FLOAT64: return v.as_float();
+    default: return v.as_int();
+  }
+}
+
+}  // namespace
+
+void register_ollama(server::Router& r, std::shared_ptr<Ctx> ctx) {
+  r.add("GET", "/", [](HttpRequest&) { return HttpResponse::text(200, "Ollama is running"); });
+  r.add("POST", "/api/generate", [ctx](HttpRequest& req) { return generate(*ctx, req); });
+  r.add("POST", "/api/chat", [ctx](HttpRequest& req) { return chat(*ctx, req); });
+  r.add("GET", "/api/version", [ctx](HttpRequest&) {
+    return HttpResponse::json(200, dump(json{{"version", ctx->opts.version}}));
+  });
+  r.add("GET", "/api/tags", [ctx](HttpRequest&) {
+    json models = json::array();
+    for (const auto& m : ctx->pool->list()) {
+      const bool ready = m->state() == ModelState::Ready;
+      models.push_back({{"name", m->name()},
+                        {"model", m->name()},
+                        {"modified_at", rfc3339(ready ? m->modified_at() : std::chrono::system_clock::now())},
+                        {"size", ready ? m->file_bytes() : 0},
+                        {"digest", digest_of(*m)},
+                        {"details", details(*m)}});
+    }
+    return HttpResponse::json(200, dump(json{{"models", models}}));
+  });
+  r.add("GET", "/api/ps", [ctx](HttpRequest&) {
+    json models = json::array();
+    for (const auto& m : ctx->pool->list()) {
+      if (m->state() != ModelState::Ready) continue;
+      models.push_back({{"name", m->name()},
+                        {"model", m->name()},
+                        {"size", m->file_bytes()},
+                        {"digest", digest_of(*m)},
+                        {"details", details(*m)},
+                        {"expires_at", "2318-01-01T00:00:00Z"},
+                        {"size_vram", 0}});
+    }
+    return HttpResponse::json(200, dump(json{{"models", models}}));
+  });
+  r.add("POST", "/api/show", [ctx](HttpRequest& req) {
+    json b = parse_body(req);
+    auto m = resolve_model(*ctx, model_name_of(b));
+    json info = json::object();
+    for (const auto& v : m->file().metadata()) {
+      json x = gguf_value(v);
+      if (!x.is_null()) info[v.key] = std::move(x);
+    }
+    info["general.parameter_count"] = m->parameters();
+    const SchedulerStats st = m->scheduler().stats();
+    json out = {{"license", ""},
+                {"modelfile", "# served by lmhost\nFROM " + m->path() + "\n"},
+                {"parameters", "num_ctx " + std::to_string(st.n_ctx_per_seq)},
+                {"template", m->chat_template_source()},
+                {"details", details(*m)},
+                {"model_info", info},
+                {"capabilities", json::array({"completion"})},
+                {"modified_at", rfc3339(m->modified_at())}};
+    return HttpResponse::json(200, dump(out));
+  });
+}
+
+}  // namespace lmhost::api

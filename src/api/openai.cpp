@@ -1,0 +1,374 @@
+// OpenAI-compatible endpoints: /v1/chat/completions, /v1/completions, /v1/models.
+#include "api/common.h"
+
+namespace lmhost::api {
+namespace {
+
+struct OpenAIParams {
+  GenerateRequest gen;
+  int n = 1;
+  bool stream = false;
+  bool include_usage = false;
+  bool logprobs = false;
+  int top_logprobs = 0;
+};
+
+// Fields shared by chat and completions. `chat` picks the logprobs flavour.
+OpenAIParams read_params(const json& b, ServedModel& m, bool chat) {
+  OpenAIParams p;
+  const int n_ctx = m.scheduler().n_ctx_per_seq();
+  auto max_tokens = opt_int(b, "max_completion_tokens", 1, INT64_MAX);
+  if (!max_tokens) max_tokens = opt_int(b, "max_tokens", 1, INT64_MAX);
+  if (max_tokens && *max_tokens > n_ctx)
+    throw Error("max_tokens is " + std::to_string(*max_tokens) + " but the context of this model holds " +
+                    std::to_string(n_ctx) + " tokens",
+                400);
+  p.gen.max_tokens = max_tokens ? static_cast<int>(*max_tokens) : (chat ? -1 : 16);
+  SamplingParams& s = p.gen.sampling;
+  s.temperature = static_cast<float>(opt_number(b, "temperature", 0, 2).value_or(1.0));
+  s.top_p = static_cast<float>(opt_number(b, "top_p", 0, 1).value_or(1.0));
+  s.top_k = static_cast<int>(opt_int(b, "top_k", 0, 1 << 20).value_or(0));
+  s.min_p = static_cast<float>(opt_number(b, "min_p", 0, 1).value_or(0.0));
+  s.presence_penalty = static_cast<float>(opt_number(b, "presence_penalty", -2, 2).value_or(0.0));
+  s.frequency_penalty = static_cast<float>(opt_number(b, "frequency_penalty", -2, 2).value_or(0.0));
+  s.repeat_penalty = static_cast<float>(opt_number(b, "repeat_penalty", 0, 10).value_or(1.0));
+  auto seed = opt_int(b, "seed", INT64_MIN, INT64_MAX);
+  s.seed = seed ? static_cast<uint64_t>(*seed) : random_seed();
+  p.gen.stop = opt_stop(b, "stop");
+  p.n = static_cast<int>(opt_int(b, "n", 1, 16).value_or(1));
+  p.stream = opt_bool(b, "stream").value_or(false);
+  if (auto so = b.find("stream_options"); so != b.end() && !so->is_null()) {
+    if (!so->is_object()) throw Error("'stream_options' must be an object", 400);
+    p.include_usage = opt_bool(*so, "include_usage").value_or(false);
+  }
+  if (chat) {
+    p.logprobs = opt_bool(b, "logprobs").value_or(false);
+    p.top_logprobs = static_cast<int>(opt_int(b, "top_logprobs", 0, 20).value_or(0));
+    if (p.top_logprobs > 0 && !p.logprobs) throw Error("'top_logprobs' needs 'logprobs': true", 400);
+  } else {
+    auto lp = opt_int(b, "logprobs", 0, 5);
+    p.logprobs = lp.has_value();
+    p.top_logprobs = static_cast<int>(lp.value_or(0));
+  }
+  p.gen.logprobs = p.logprobs;
+  p.gen.top_logprobs = p.top_logprobs;
+  return p;
+}
+
+json bytes_of(const std::string& s) {
+  json a = json::array();
+  for (unsigned char c : s) a.push_back(static_cast<int>(c));
+  return a;
+}
+
+json chat_logprob_entry(const TokenEvent& ev) {
+  json top = json::array();
+  for (const auto& t : ev.top) top.push_back({{"token", t.piece}, {"logprob", t.logprob}, {"bytes", bytes_of(t.piece)}});
+  return {{"token", ev.chosen.piece}, {"logprob", ev.chosen.logprob}, {"bytes", bytes_of(ev.chosen.piece)},
+          {"top_logprobs", top}};
+}
+
+const char* openai_finish(FinishReason r) {
+  switch (r) {
+    case FinishReason::Stop: return "stop";
+    case FinishReason::Length: return "length";
+    case FinishReason::Timeout: return "timeout";
+    case FinishReason::Cancelled: return "cancelled";
+    case FinishReason::Error: return "error";
+    default: return "stop";
+  }
+}
+
+json usage_json(int prompt, int completion, int cached) {
+  return {{"prompt_tokens", prompt},
+          {"completion_tokens", completion},
+          {"total_tokens", prompt + completion},
+          {"prompt_tokens_details", {{"cached_tokens", cached}}}};
+}
+
+std::string sse(const json& j) { return "data: " + dump(j) + "\n\n"; }
+
+struct Usage {
+  int prompt = 0, completion = 0, cached = 0;
+};
+
+HttpResponse chat_completions(Ctx& ctx, HttpRequest& req) {
+  json b = parse_body(req);
+  auto model_name = opt_string(b, "model").value_or("");
+  auto m = resolve_model(ctx, model_name);
+  auto msgs = b.find("messages");
+  if (msgs == b.end()) throw Error("'messages' is required", 400);
+  OpenAIParams p = read_params(b, *m, /*chat=*/true);
+  p.gen.prompt = tokenize_prompt(*m, render_chat(*m, *msgs));
+  p.gen.deadline = deadline_from(ctx);
+  auto hs = submit_n(*m, p.gen, p.n);
+
+  const std::string id = "chatcmpl-" + req.id;
+  const int64_t created = unix_now();
+  const std::string name = m->name();
+  HttpResponse res;
+  if (p.stream) {
+    auto usage = std::make_shared<Usage>();
+    json base = {{"id", id}, {"object", "chat.completion.chunk"}, {"created", created}, {"model", name},
+                 {"system_fingerprint", "lmhost"}};
+    std::string prefix;
+    for (int i = 0; i < p.n; ++i) {
+      json c = base;
+      c["choices"] = json::array(
+          {{{"index", i}, {"delta", {{"role", "assistant"}, {"content", ""}}}, {"logprobs", nullptr},
+            {"finish_reason", nullptr}}});
+      prefix += sse(c);
+    }
+    const bool lp = p.logprobs;
+    const bool include_usage = p.include_usage;
+    auto on_event = [base, usage, lp](int i, const TokenEvent& ev) -> std::string {
+      json c = base;
+      if (ev.kind == TokenEvent::Kind::Token) {
+        if (ev.text.empty() && !lp) return "";
+        json choice = {{"index", i}, {"delta", {{"content", ev.text}}}, {"finish_reason", nullptr}};
+        choice["logprobs"] = lp ? json{{"content", json::array({chat_logprob_entry(ev)})}} : json(nullptr);
+        c["choices"] = json::array({choice});
+        return sse(c);
+      }
+      if (i == 0) {
+        usage->prompt = ev.stats.prompt_tokens;
+        usage->cached = ev.stats.cached_tokens;
+      }
+      usage->completion += ev.stats.completion_tokens;
+      std::string out;
+      if (ev.finish == FinishReason::Error) {
+        out += sse(json{{"error", {{"message", ev.error}, {"type", "server_error"}, {"param", nullptr}, {"code", nullptr}}}});
+      }
+      json delta = json::object();
+      if (!ev.text.empty()) delta["content"] = ev.text;
+      c["choices"] = json::array(
+          {{{"index", i}, {"delta", delta}, {"logprobs", nullptr}, {"finish_reason", openai_finish(ev.finish)}}});
+      return out + sse(c);
+    };
+    auto on_end = [base, usage, include_usage]() -> std::string {
+      std::string out;
+      if (include_usage) {
+        json c = base;
+        c["choices"] = json::array();
+        c["usage"] = usage_json(usage->prompt, usage->completion, usage->cached);
+        out += sse(c);
+      }
+      return out + "data: [DONE]\n\n";
+    };
+    res.content_type = "text/event-stream";
+    res.stream = std::make_shared<GenStream>(hs, prefix, on_event, on_end);
+    return res;
+  }
+  const bool lp = p.logprobs;
+  res.deferred = std::make_shared<GenDeferred>(hs, lp, [id, created, name, lp](std::vector<ChoiceResult>& rs) {
+    json choices = json::array();
+    Usage u;
+    for (size_t i = 0; i < rs.size(); ++i) {
+      const ChoiceResult& c = rs[i];
+      if (c.finish == FinishReason::Error) return openai_error(500, "generation failed: " + c.error);
+      json choice = {{"index", i},
+                     {"message", {{"role", "assistant"}, {"content", c.text}}},
+                     {"finish_reason", openai_finish(c.finish)}};
+      if (lp) {
+        json content = json::array();
+        for (const auto& ev : c.tokens) content.push_back(chat_logprob_entry(ev));
+        choice["logprobs"] = {{"content", content}};
+      } else {
+        choice["logprobs"] = nullptr;
+      }
+      choices.push_back(std::move(choice));
+      if (i == 0) {
+        u.prompt = c.stats.prompt_tokens;
+        u.cached = c.stats.cached_tokens;
+      }
+      u.completion += c.stats.completion_tokens;
+    }
+    json out = {{"id", id}, {"object", "chat.completion"}, {"created", created}, {"model", name},
+                {"system_fingerprint", "lmhost"}, {"choices", choices},
+                {"usage", usage_json(u.prompt, u.completion, u.cached)}};
+    return HttpResponse::json(200, dump(out));
+  });
+  return res;
+}
+
+// prompt: string, [string], [int], [[int]]
+std::vector<std::vector<Token>> completion_prompts(const json& b, const ServedModel& m) {
+  auto it = b.find("prompt");
+  if (it == b.end() || it->is_null()) throw Error("'prompt' is required", 400);
+  std::vector<std::vector<Token>> out;
+  const int n_vocab = m.tokenizer().n_vocab();
+  auto ids = [&](const json& arr) {
+    std::vector<Token> t;
+    for (const auto& x : arr) {
+      if (!x.is_number_integer()) throw Error("'prompt' token lists must hold integers", 400);
+      const int64_t v = x.get<int64_t>();
+      if (v < 0 || v >= n_vocab) throw Error("prompt token id " + std::to_string(v) + " is out of range", 400);
+      t.push_back(static_cast<Token>(v));
+    }
+    return t;
+  };
+  if (it->is_string()) {
+    out.push_back(tokenize_prompt(m, it->get<std::string>()));
+  } else if (it->is_array()) {
+    if (it->empty()) throw Error("'prompt' must not be empty", 400);
+    if ((*it)[0].is_number_integer()) {
+      out.push_back(ids(*it));
+    } else {
+      if (it->size() > 16) throw Error("'prompt' lists at most 16 prompts", 400);
+      for (const auto& x : *it) {
+        if (x.is_string()) out.push_back(tokenize_prompt(m, x.get<std::string>()));
+        else if (x.is_array()) out.push_back(ids(x));
+        else throw Error("'prompt' must be a string, a list of strings or token lists", 400);
+      }
+    }
+  } else {
+    throw Error("'prompt' must be a string or a list of strings", 400);
+  }
+  for (const auto& p : out)
+    if (p.empty()) throw Error("a prompt is empty after tokenization", 400);
+  return out;
+}
+
+json completion_logprobs(const std::vector<TokenEvent>& evs) {
+  json tokens = json::array(), lps = json::array(), tops = json::array(), offs = json::array();
+  size_t off = 0;
+  for (const auto& ev : evs) {
+    tokens.push_back(ev.chosen.piece);
+    lps.push_back(ev.chosen.logprob);
+    json t = json::object();
+    for (const auto& x : ev.top) t[x.piece] = x.logprob;
+    tops.push_back(t);
+    offs.push_back(off);
+    off += ev.chosen.piece.size();
+  }
+  return {{"tokens", tokens}, {"token_logprobs", lps}, {"top_logprobs", tops}, {"text_offset", offs}};
+}
+
+HttpResponse completions(Ctx& ctx, HttpRequest& req) {
+  json b = parse_body(req);
+  auto m = resolve_model(ctx, opt_string(b, "model").value_or(""));
+  OpenAIParams p = read_params(b, *m, /*chat=*/false);
+  const bool echo = opt_bool(b, "echo").value_or(false);
+  if (auto sfx = opt_string(b, "suffix"); sfx && !sfx->empty())
+    throw Error("'suffix' (fill-in-the-middle) is not supported", 400);
+  auto prompts = completion_prompts(b, *m);
+  p.gen.deadline = deadline_from(ctx);
+  std::vector<std::shared_ptr<RequestHandle>> hs;
+  std::vector<std::string> echo_text;
+  try {
+    for (auto& pr : prompts) {
+      GenerateRequest g = p.gen;
+      g.prompt = pr;
+      if (echo) echo_text.push_back(m->tokenizer().decode(pr));
+      for (auto& h : submit_n(*m, g, p.n)) hs.push_back(h);
+    }
+  } catch (...) {
+    for (auto& h : hs) h->cancel();
+    throw;
+  }
+  const int n = p.n;
+  const std::string id = "cmpl-" + req.id;
+  const int64_t created = unix_now();
+  const std::string name = m->name();
+  HttpResponse res;
+  if (p.stream) {
+    auto usage = std::make_shared<Usage>();
+    json base = {{"id", id}, {"object", "text_completion"}, {"created", created}, {"model", name},
+                 {"system_fingerprint", "lmhost"}};
+    std::string prefix;
+    for (size_t i = 0; i < echo_text.size(); ++i)
+      for (int k = 0; k < n; ++k) {
+        json c = base;
+        c["choices"] = json::array(
+            {{{"index", i * n + k}, {"text", echo_text[i]}, {"logprobs", nullptr}, {"finish_reason", nullptr}}});
+        prefix += sse(c);
+      }
+    const bool lp = p.logprobs;
+    const bool include_usage = p.include_usage;
+    auto on_event = [base, usage, lp, n](int i, const TokenEvent& ev) -> std::string {
+      json c = base;
+      if (ev.kind == TokenEvent::Kind::Token) {
+        if (ev.text.empty() && !lp) return "";
+        c["choices"] = json::array({{{"index", i}, {"text", ev.text},
+                                     {"logprobs", lp ? completion_logprobs({ev}) : json(nullptr)},
+                                     {"finish_reason", nullptr}}});
+        return sse(c);
+      }
+      if (i % n == 0) {
+        usage->prompt += ev.stats.prompt_tokens;
+        usage->cached += ev.stats.cached_tokens;
+      }
+      usage->completion += ev.stats.completion_tokens;
+      std::string out;
+      if (ev.finish == FinishReason::Error)
+        out += sse(json{{"error", {{"message", ev.error}, {"type", "server_error"}, {"param", nullptr}, {"code", nullptr}}}});
+      c["choices"] = json::array(
+          {{{"index", i}, {"text", ev.text}, {"logprobs", nullptr}, {"finish_reason", openai_finish(ev.finish)}}});
+      return out + sse(c);
+    };
+    auto on_end = [base, usage, include_usage]() -> std::string {
+      std::string out;
+      if (include_usage) {
+        json c = base;
+        c["choices"] = json::array();
+        c["usage"] = usage_json(usage->prompt, usage->completion, usage->cached);
+        out += sse(c);
+      }
+      return out + "data: [DONE]\n\n";
+    };
+    res.content_type = "text/event-stream";
+    res.stream = std::make_shared<GenStream>(hs, prefix, on_event, on_end);
+    return res;
+  }
+  const bool lp = p.logprobs;
+  res.deferred = std::make_shared<GenDeferred>(
+      hs, lp, [id, created, name, lp, n, echo_text](std::vector<ChoiceResult>& rs) {
+        json choices = json::array();
+        Usage u;
+        for (size_t i = 0; i < rs.size(); ++i) {
+          const ChoiceResult& c = rs[i];
+          if (c.finish == FinishReason::Error) return openai_error(500, "generation failed: " + c.error);
+          const std::string text = (echo_text.empty() ? std::string() : echo_text[i / n]) + c.text;
+          choices.push_back({{"index", i}, {"text", text},
+                             {"logprobs", lp ? completion_logprobs(c.tokens) : json(nullptr)},
+                             {"finish_reason", openai_finish(c.finish)}});
+          if (i % n == 0) {
+            u.prompt += c.stats.prompt_tokens;
+            u.cached += c.stats.cached_tokens;
+          }
+          u.completion += c.stats.completion_tokens;
+        }
+        json out = {{"id", id}, {"object", "text_completion"}, {"created", created}, {"model", name},
+                    {"system_fingerprint", "lmhost"}, {"choices", choices},
+                    {"usage", usage_json(u.prompt, u.completion, u.cached)}};
+        return HttpResponse::json(200, dump(out));
+      });
+  return res;
+}
+
+json model_object(const ServedModel& m) {
+  int64_t created = unix_now();
+  if (m.state() == ModelState::Ready)
+    created = std::chrono::duration_cast<std::chrono::seconds>(m.loaded_at().time_since_epoch()).count();
+  return {{"id", m.name()}, {"object", "model"}, {"created", created}, {"owned_by", "lmhost"},
+          {"status", model_state_name(m.state())}, {"demo", m.demo()}};
+}
+
+}  // namespace
+
+void register_openai(server::Router& r, std::shared_ptr<Ctx> ctx) {
+  r.add("POST", "/v1/chat/completions", [ctx](HttpRequest& req) { return chat_completions(*ctx, req); });
+  r.add("POST", "/v1/completions", [ctx](HttpRequest& req) { return completions(*ctx, req); });
+  r.add("GET", "/v1/models", [ctx](HttpRequest&) {
+    json data = json::array();
+    for (const auto& m : ctx->pool->list()) data.push_back(model_object(*m));
+    return HttpResponse::json(200, dump(json{{"object", "list"}, {"data", data}}));
+  });
+  r.add("GET", "/v1/models/{*id}", [ctx](HttpRequest& req) {
+    auto m = ctx->pool->find(req.params["id"]);
+    if (!m) return openai_error(404, "model '" + req.params["id"] + "' does not exist", "invalid_request_error", "model");
+    return HttpResponse::json(200, dump(model_object(*m)));
+  });
+}
+
+}  // namespace lmhost::api
