@@ -270,18 +270,32 @@ void attend_head(const float* q, float* out, const KVView& kv, int kv_head, int 
       qr = qbig.data();
     }
     for (int d = 0; d < head_dim_k; ++d) qr[d] = round_f16(q[d]);
+    // The F16 row kernels (F16C/AVX-512 when available) do the conversions.
+    const Kernels& kr = kernels();
+    const VecDotFn dot16 = kr.vec_dot[static_cast<uint32_t>(DType::F16)];
+    const DequantizeFn deq16 = kr.dequantize[static_cast<uint32_t>(DType::F16)];
     for (int j = 0; j < n_pos; ++j) {
       const uint16_t* k = K + j * kv.k_row_stride;
       float s = 0.0f;
-      for (int d = 0; d < head_dim_k; ++d) s += qr[d] * tab[k[d]];
+      if (dot16) {
+        s = dot16(head_dim_k, k, qr);
+      } else {
+        for (int d = 0; d < head_dim_k; ++d) s += qr[d] * tab[k[d]];
+      }
       scores[j] = s * scale;
     }
     softmax(scores, n_pos);
     for (int d = 0; d < head_dim_v; ++d) out[d] = 0.0f;
+    float vrow[1024];
     for (int j = 0; j < n_pos; ++j) {
       const uint16_t* v = V + j * kv.v_row_stride;
       const float p = round_f16(scores[j]);
-      for (int d = 0; d < head_dim_v; ++d) out[d] += p * tab[v[d]];
+      if (deq16 && head_dim_v <= 1024) {
+        deq16(v, vrow, head_dim_v);
+        for (int d = 0; d < head_dim_v; ++d) out[d] += p * vrow[d];
+      } else {
+        for (int d = 0; d < head_dim_v; ++d) out[d] += p * tab[v[d]];
+      }
     }
   } else {
     throw Error(std::string("attention: unsupported KV cache type ") + dtype_name(kv.type));

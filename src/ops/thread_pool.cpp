@@ -18,7 +18,7 @@ inline void cpu_relax() {
 }
 
 // How long an idle worker keeps polling for the next job before sleeping.
-constexpr auto kSpin = std::chrono::microseconds(200);
+constexpr auto kSpin = std::chrono::microseconds(100);
 
 int read_int(const std::string& path) {
   std::ifstream in(path);
@@ -123,8 +123,10 @@ void ThreadPool::run(int64_t n_tasks, TaskFn fn, void* ctx) {
     cv_.notify_all();
   }
   work(0);
+  // Wait for the workers: spin briefly (they usually finish together with
+  // us), then yield so an over-subscribed machine can run the straggler.
   for (int k = 0; busy_.load(std::memory_order_acquire) > 0; ++k) {
-    if (k < 100000) cpu_relax();
+    if (k < 2000) cpu_relax();
     else std::this_thread::yield();
   }
   if (failed_.load()) {
