@@ -190,7 +190,9 @@ TEST(TokenizerGolden, Qwen2EncodeSpeed) {
   std::printf("[ qwen2 ] encoded %zu bytes -> %zu tokens in %.3f s: %.0f tokens/s (%.1f MB/s)\n", text.size(),
               ids.size(), s, ids.size() / s, text.size() / s / 1e6);
   EXPECT_EQ(tok->decode(ids), text);
-  EXPECT_GT(ids.size() / s, 200000.0) << "encode is too slow";
+#if defined(NDEBUG) && !defined(__SANITIZE_ADDRESS__)
+  EXPECT_GT(ids.size() / s, 200000.0) << "encode is too slow";  // optimized builds only
+#endif
 
   // encode is const and safe to call from several threads at once.
   const std::string part = text.substr(0, 1 << 16);
