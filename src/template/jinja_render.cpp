@@ -608,7 +608,8 @@ struct Interp {
       r.safe = obj.safe;
       return r;
     }
-    return Value::undefined("'" + type_name(obj) + "' object is not subscriptable");
+    // jinja2 compiles slices to a plain Python subscript: no Undefined fallback
+    fail("'" + type_name(obj) + "' object is not subscriptable", line);
   }
 
   // ---- methods of str / dict / list ----
@@ -1237,7 +1238,7 @@ struct Interp {
     if (name == "string") return v.t == T::Str;
     if (name == "mapping") return v.t == T::Dict && !v.ns;
     if (name == "iterable") return v.t == T::Str || v.t == T::List || (v.t == T::Dict && !v.ns) || v.t == T::Undefined;
-    if (name == "sequence") return v.t == T::Str || v.t == T::List || (v.t == T::Dict && !v.ns);
+    if (name == "sequence") return v.t == T::Str || v.t == T::List || (v.t == T::Dict && !v.ns) || v.t == T::Undefined;
     if (name == "callable") return v.t == T::Func;
     if (name == "escaped") return false;
     if (name == "lower" || name == "upper") {
@@ -1245,7 +1246,12 @@ struct Interp {
       return v.t == T::Str && truthy(str_method(v.s, name == "lower" ? "islower" : "isupper", none, line));
     }
     if (name == "odd" || name == "even") {
-      if (!is_intlike(v)) fail("test '" + name + "' needs an integer", line);
+      if (v.t == T::Float) {
+        double m = std::fmod(v.f, 2.0);
+        if (m < 0) m += 2.0;
+        return name == "odd" ? m == 1.0 : m == 0.0;
+      }
+      if (!is_intlike(v)) fail("test '" + name + "' needs a number", line);
       return (as_int(v) % 2 != 0) == (name == "odd");
     }
     if (name == "divisibleby") {
@@ -1652,7 +1658,16 @@ struct Interp {
       c.pos.push_back(Value::integer(int_arg(a, 0, "width", 80)));
       return str_method(need_str(), "center", c, line);
     }
-    if (name == "wordcount") return Value::integer(static_cast<std::int64_t>(split(need_str(), nullptr, -1, false).size()));
+    if (name == "wordcount") {  // len(re.findall(r"\w+", s))
+      std::int64_t words = 0;
+      bool in_word = false;
+      for (auto c : utf8_decode(need_str())) {
+        bool w = c == '_' || (c >= '0' && c <= '9') || cp_is_alpha(c);
+        if (w && !in_word) ++words;
+        in_word = w;
+      }
+      return Value::integer(words);
+    }
     if (name == "format") {
       Value args = Value::list(a.pos, true);
       return Value::str(percent_format(need_str(), args, line));
