@@ -176,9 +176,8 @@ void Context::forward_micro(std::span<const BatchEntry> batch, float* logits_out
   for (int l = 0; l < hp.n_layer; ++l) {
     const LayerWeights& L = m.layers()[l];
     rows([&](int64_t t) { ops::rmsnorm(x + t * E, L.attn_norm.data(), h + t * E, E, hp.rms_eps); });
-    ops::matmul(L.wq, h, q, T, pool_);
-    ops::matmul(L.wk, h, k, T, pool_);
-    ops::matmul(L.wv, h, v, T, pool_);
+    const ops::MatmulJob qkv[3] = {{&L.wq, q}, {&L.wk, k}, {&L.wv, v}};
+    ops::matmul_multi(qkv, h, T, pool_);
     rows([&](int64_t t) {
       if (!L.bq.empty()) ops::add(q + t * Q, L.bq.data(), Q);
       if (!L.bk.empty()) ops::add(k + t * KK, L.bk.data(), KK);
@@ -208,8 +207,8 @@ void Context::forward_micro(std::span<const BatchEntry> batch, float* logits_out
       ops::add(x + t * E, o + t * E, E);
       ops::rmsnorm(x + t * E, L.ffn_norm.data(), h + t * E, E, hp.rms_eps);
     });
-    ops::matmul(L.ffn_gate, h, g, T, pool_);
-    ops::matmul(L.ffn_up, h, u, T, pool_);
+    const ops::MatmulJob gate_up[2] = {{&L.ffn_gate, g}, {&L.ffn_up, u}};
+    ops::matmul_multi(gate_up, h, T, pool_);
     rows([&](int64_t t) { ops::swiglu(g + t * F, u + t * F, g + t * F, F); });
     ops::matmul(L.ffn_down, g, o, T, pool_);
     rows([&](int64_t t) { ops::add(x + t * E, o + t * E, E); });

@@ -37,68 +37,115 @@ void fp32_to_fp16_row(const float* src, uint16_t* dst, int64_t n) {
 
 // ---------------------------------------------------------------- matmul
 
-void matmul(const TensorView& W, const float* X, float* Y, int64_t T, ThreadPool& pool) {
-  const int64_t K = W.ne[0];
-  const int64_t N = W.n_rows();
-  if (T <= 0 || N <= 0) return;
-  const uint32_t wt = static_cast<uint32_t>(W.type);
-  const DTypeInfo& wi = dtype_info(W.type);
-  if (wt >= kDTypeCount || wi.block_size == 0)
-    throw Error("matmul: tensor '" + W.name + "' has an unknown type id " + std::to_string(wt));
-  const Kernels& kr = kernels();
-  const VecDotFn dot = kr.vec_dot[wt];
-  if (!dot) throw Error("matmul: tensor '" + W.name + "' has type " + dtype_name(W.type) +
-                        ", which lmhost cannot compute with yet");
-  const DType qt = vec_dot_type(W.type);
-  const DTypeInfo& qi = dtype_info(qt);
-  if (K % wi.block_size != 0 || qi.block_size == 0 || K % qi.block_size != 0)
-    throw Error("matmul: tensor '" + W.name + "' has rows of " + std::to_string(K) +
-                " elements, not a multiple of the " + dtype_name(W.type) + " block size");
+namespace {
 
-  const size_t qrow = row_bytes(qt, K);
-  const uint8_t* act = nullptr;
-  thread_local std::vector<uint8_t> qbuf;
-  if (qt == DType::F32) {
-    act = reinterpret_cast<const uint8_t*>(X);
-  } else {
-    const QuantizeFn quant = kr.quantize[static_cast<uint32_t>(qt)];
-    if (!quant) throw Error(std::string("matmul: no quantizer for activation type ") + dtype_name(qt));
-    if (qbuf.size() < qrow * T) qbuf.resize(qrow * T);
-    uint8_t* q = qbuf.data();
-    if (T >= 8) {
-      pool.parallel_for(T, [&](int64_t t, int) { quant(X + t * K, q + t * qrow, K); });
+struct PreparedJob {
+  const TensorView* W;
+  float* Y;
+  VecDotFn dot;
+  const uint8_t* act;
+  size_t qrow, wrow;
+  int64_t K, N, rows, n_chunks, n_tasks;
+};
+
+}  // namespace
+
+void matmul_multi(std::span<const MatmulJob> jobs, const float* X, int64_t T, ThreadPool& pool) {
+  if (T <= 0 || jobs.empty()) return;
+  const Kernels& kr = kernels();
+  const int64_t K = jobs[0].W->ne[0];
+  // Activations converted once per distinct vec_dot type.
+  thread_local std::vector<uint8_t> qbufs[4];
+  DType qtypes[4];
+  int n_q = 0;
+  std::vector<PreparedJob> prep;
+  prep.reserve(jobs.size());
+  for (const MatmulJob& job : jobs) {
+    const TensorView& W = *job.W;
+    const uint32_t wt = static_cast<uint32_t>(W.type);
+    const DTypeInfo& wi = dtype_info(W.type);
+    if (wt >= kDTypeCount || wi.block_size == 0)
+      throw Error("matmul: tensor '" + W.name + "' has an unknown type id " + std::to_string(wt));
+    if (W.ne[0] != K) throw Error("matmul: tensor '" + W.name + "' does not match the input width");
+    const VecDotFn dot = kr.vec_dot[wt];
+    if (!dot) throw Error("matmul: tensor '" + W.name + "' has type " + dtype_name(W.type) +
+                          ", which lmhost cannot compute with yet");
+    const DType qt = vec_dot_type(W.type);
+    const DTypeInfo& qi = dtype_info(qt);
+    if (K % wi.block_size != 0 || qi.block_size == 0 || K % qi.block_size != 0)
+      throw Error("matmul: tensor '" + W.name + "' has rows of " + std::to_string(K) +
+                  " elements, not a multiple of the " + dtype_name(W.type) + " block size");
+    PreparedJob pj{};
+    pj.W = &W;
+    pj.Y = job.Y;
+    pj.dot = dot;
+    pj.K = K;
+    pj.N = W.n_rows();
+    pj.qrow = row_bytes(qt, K);
+    pj.wrow = W.row_stride();
+    if (qt == DType::F32) {
+      pj.act = reinterpret_cast<const uint8_t*>(X);
     } else {
-      for (int64_t t = 0; t < T; ++t) quant(X + t * K, q + t * qrow, K);
+      int qi_ = 0;
+      while (qi_ < n_q && qtypes[qi_] != qt) ++qi_;
+      if (qi_ == n_q) {
+        if (n_q == 4) throw Error("matmul: too many activation types in one call");
+        const QuantizeFn quant = kr.quantize[static_cast<uint32_t>(qt)];
+        if (!quant) throw Error(std::string("matmul: no quantizer for activation type ") + dtype_name(qt));
+        std::vector<uint8_t>& buf = qbufs[n_q];
+        if (buf.size() < pj.qrow * T) buf.resize(pj.qrow * T);
+        uint8_t* q = buf.data();
+        const size_t qrow = pj.qrow;
+        if (T >= 8) {
+          pool.parallel_for(T, [&](int64_t t, int) { quant(X + t * K, q + t * qrow, K); });
+        } else {
+          for (int64_t t = 0; t < T; ++t) quant(X + t * K, q + t * qrow, K);
+        }
+        qtypes[n_q++] = qt;
+      }
+      pj.act = qbufs[qi_].data();
     }
-    act = q;
+    prep.push_back(pj);
   }
 
-  const size_t wrow = W.row_stride();
-  const uint8_t* wdata = static_cast<const uint8_t*>(W.data);
-  // Token tile: activation rows that stay in L1 while a weight row is reused.
-  const int64_t tile = std::clamp<int64_t>(static_cast<int64_t>(16384 / std::max<size_t>(qrow, 1)), 1, 16);
-  // Token blocks split long prompts across tasks as well as rows.
+  // Token blocks split long prompts across tasks as well as rows; within a
+  // task, a tile of activation rows stays in L1 while each weight row is used.
   constexpr int64_t kTokBlock = 64;
   const int64_t n_tb = (T + kTokBlock - 1) / kTokBlock;
   const int nt = pool.n_threads();
-  int64_t rows = std::clamp<int64_t>(static_cast<int64_t>(65536 / std::max<size_t>(wrow, 1)), 8, 256);
-  const int64_t want_chunks = std::max<int64_t>(1, (4 * nt + n_tb - 1) / n_tb);
-  rows = std::min(rows, std::max<int64_t>(1, (N + want_chunks - 1) / want_chunks));
-  const int64_t n_chunks = (N + rows - 1) / rows;
-
-  pool.parallel_for(n_chunks * n_tb, [&](int64_t task, int) {
-    const int64_t tb = task / n_chunks;
-    const int64_t c = task % n_chunks;
-    const int64_t r0 = c * rows, r1 = std::min(N, r0 + rows);
+  int64_t total = 0;
+  for (PreparedJob& pj : prep) {
+    int64_t rows = std::clamp<int64_t>(static_cast<int64_t>(65536 / std::max<size_t>(pj.wrow, 1)), 8, 256);
+    const int64_t want_chunks = std::max<int64_t>(1, (4 * nt + n_tb - 1) / n_tb);
+    rows = std::min(rows, std::max<int64_t>(1, (pj.N + want_chunks - 1) / want_chunks));
+    pj.rows = rows;
+    pj.n_chunks = (pj.N + rows - 1) / rows;
+    pj.n_tasks = pj.n_chunks * n_tb;
+    total += pj.n_tasks;
+  }
+  pool.parallel_for(total, [&](int64_t task, int) {
+    size_t j = 0;
+    while (task >= prep[j].n_tasks) task -= prep[j++].n_tasks;
+    const PreparedJob& pj = prep[j];
+    const int64_t tile = std::clamp<int64_t>(static_cast<int64_t>(16384 / std::max<size_t>(pj.qrow, 1)), 1, 16);
+    const int64_t tb = task / pj.n_chunks;
+    const int64_t c = task % pj.n_chunks;
+    const int64_t r0 = c * pj.rows, r1 = std::min(pj.N, r0 + pj.rows);
     const int64_t t_begin = tb * kTokBlock, t_end = std::min(T, t_begin + kTokBlock);
+    const uint8_t* wdata = static_cast<const uint8_t*>(pj.W->data);
     for (int64_t t0 = t_begin; t0 < t_end; t0 += tile) {
       const int64_t t1 = std::min(t_end, t0 + tile);
       for (int64_t r = r0; r < r1; ++r) {
-        const uint8_t* w = wdata + r * wrow;
-        for (int64_t t = t0; t < t1; ++t) Y[t * N + r] = dot(K, w, act + t * qrow);
+        const uint8_t* w = wdata + r * pj.wrow;
+        for (int64_t t = t0; t < t1; ++t) pj.Y[t * pj.N + r] = pj.dot(pj.K, w, pj.act + t * pj.qrow);
       }
     }
   });
+}
+
+void matmul(const TensorView& W, const float* X, float* Y, int64_t T, ThreadPool& pool) {
+  const MatmulJob job{&W, Y};
+  matmul_multi(std::span<const MatmulJob>(&job, 1), X, T, pool);
 }
 
 // ---------------------------------------------------------------- norms

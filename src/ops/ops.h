@@ -21,6 +21,15 @@ namespace lmhost::ops {
 // memory once per tile. Throws lmhost::Error for unsupported types/shapes.
 void matmul(const TensorView& W, const float* X, float* Y, int64_t T, ThreadPool& pool);
 
+// Several matmuls over the same input X (e.g. Q/K/V, or gate/up) in one pass
+// over the pool: activations are converted once per vec_dot type and all
+// output rows are shared out together (one synchronisation instead of many).
+struct MatmulJob {
+  const TensorView* W;  // {ne0 = K, ne1 = N_i}, same K for all jobs
+  float* Y;             // T x N_i
+};
+void matmul_multi(std::span<const MatmulJob> jobs, const float* X, int64_t T, ThreadPool& pool);
+
 // y = x / sqrt(mean(x^2) + eps) * w  (w may be null = ones). y may alias x.
 void rmsnorm(const float* x, const float* w, float* y, int64_t n, float eps);
 // y = (x - mean) / sqrt(var + eps) * w + b  (w, b may be null). y may alias x.

@@ -381,3 +381,20 @@ TEST(Attention, RejectsBadHeadGrouping) {
   int32_t pos = 0;
   EXPECT_THROW(attention(q.data(), o.data(), 1, &pos, 3, 2, 16, 16, kv, 1.0f, pool), Error);
 }
+
+TEST(Matmul, MultiEqualsSeparateCalls) {
+  const int64_t K = 256, T = 21;
+  const Weight a = make_weight(DType::Q4_0, K, 40, 1), b = make_weight(DType::Q8_0, K, 17, 2),
+               c = make_weight(DType::F32, K, 9, 3), d = make_weight(DType::Q4_K, K, 33, 4);
+  const auto X = randn(T * K, 5);
+  ThreadPool pool(3);
+  std::vector<float> ya(T * 40), yb(T * 17), yc(T * 9), yd(T * 33);
+  const MatmulJob jobs[4] = {{&a.view, ya.data()}, {&b.view, yb.data()}, {&c.view, yc.data()}, {&d.view, yd.data()}};
+  matmul_multi(jobs, X.data(), T, pool);
+  for (const auto* w : {&a, &b, &c, &d}) {
+    std::vector<float> ref(T * w->view.ne[1]);
+    matmul(w->view, X.data(), ref.data(), T, pool);
+    const auto& got = w == &a ? ya : w == &b ? yb : w == &c ? yc : yd;
+    EXPECT_EQ(got, ref) << dtype_name(w->view.type);
+  }
+}
