@@ -77,6 +77,40 @@ void bm_vec_dot(benchmark::State& st, DType t, Isa isa, int64_t rows) {
   st.SetBytesProcessed(static_cast<int64_t>(st.iterations()) * static_cast<int64_t>(w.size()));
 }
 
+// A 256-row weight block (L2-resident) times 4 activation rows, as a matmul
+// for prompt processing runs it: 4x4 tiles vs one vec_dot per (row, act).
+// Reported as weight-row x activation-row dot products per second.
+void bm_matmul4(benchmark::State& st, DType t, Isa isa, bool tiled) {
+  constexpr int64_t rows = 256, nact = 4;
+  std::mt19937 rng(3);
+  const std::vector<uint8_t> w = random_matrix(t, rows, rng);
+  const DType vt = vec_dot_type(t);
+  const size_t ws = row_bytes(t, K), as = row_bytes(vt, K);
+  std::vector<uint8_t> aq(as * nact);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  std::vector<float> act(K);
+  for (int c = 0; c < nact; ++c) {
+    for (auto& v : act) v = nd(rng);
+    quantize_row(vt, act.data(), aq.data() + c * as, K);
+  }
+  const Kernels& k = kernels_for(isa);
+  const VecDotFn dot = k.vec_dot[static_cast<uint32_t>(t)];
+  const VecDotTileFn tile = k.vec_dot_tile[static_cast<uint32_t>(t)];
+  std::vector<float> out(rows * nact);
+  for (auto _ : st) {
+    for (int64_t r = 0; r < rows; r += 4) {
+      if (tiled) {
+        tile(K, w.data() + r * ws, ws, aq.data(), as, 4, 4, out.data() + r * nact, nact);
+      } else {
+        for (int rr = 0; rr < 4; ++rr)
+          for (int c = 0; c < nact; ++c) out[(r + rr) * nact + c] = dot(K, w.data() + (r + rr) * ws, aq.data() + c * as);
+      }
+    }
+    benchmark::DoNotOptimize(out.data());
+  }
+  st.SetItemsProcessed(static_cast<int64_t>(st.iterations()) * rows * nact);
+}
+
 void bm_quantize(benchmark::State& st, DType t, Isa isa) {
   std::mt19937 rng(2);
   std::normal_distribution<float> nd(0.0f, 1.0f);
@@ -105,6 +139,12 @@ const bool registered = [] {
           ->Unit(benchmark::kMillisecond);
     }
   }
+  for (DType t : kTypes)
+    for (Isa isa : isas) {
+      const std::string base = std::string("matmul4/") + dtype_name(t) + "/" + isa_name(isa);
+      benchmark::RegisterBenchmark((base + "/vec_dot").c_str(), bm_matmul4, t, isa, false)->Unit(benchmark::kMicrosecond);
+      benchmark::RegisterBenchmark((base + "/tile4x4").c_str(), bm_matmul4, t, isa, true)->Unit(benchmark::kMicrosecond);
+    }
   for (DType t : {DType::Q8_0, DType::Q8_1, DType::Q8_K})
     for (Isa isa : isas)
       benchmark::RegisterBenchmark((std::string("quantize/") + dtype_name(t) + "/" + isa_name(isa)).c_str(),

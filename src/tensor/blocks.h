@@ -100,6 +100,15 @@ inline void unpack_scales_q3k_biased(const uint8_t* s, uint32_t out[4]) {
 }  // namespace lmhost::blocks
 
 namespace lmhost::detail {
+// A tile kernel from a row kernel: the fallback for types without a tile of their own.
+template <VecDotFn F>
+void tile_from_dot(int64_t n, const void* w, size_t ws, const void* a, size_t as, int nw, int na, float* out,
+                   size_t os) {
+  for (int r = 0; r < nw; ++r)
+    for (int c = 0; c < na; ++c)
+      out[r * os + c] = F(n, static_cast<const uint8_t*>(w) + r * ws, static_cast<const uint8_t*>(a) + c * as);
+}
+
 // Fill a kernel table with each ISA's entries (entries left untouched where
 // the ISA has no kernel of its own). Defined in kernels_*.cpp.
 void fill_scalar(Kernels& k);

@@ -126,4 +126,15 @@ float vec_dot(DType w, int64_t n, const void* w_row, const void* act_row) {
   return f(n, w_row, act_row);
 }
 
+void vec_dot_tile(DType w, int64_t n, const void* w_rows, size_t w_stride, const void* act_rows, size_t act_stride,
+                  int nw, int na, float* out, size_t out_stride) {
+  const uint32_t id = checked_id(w, n, "vec_dot_tile");
+  if (nw < 1 || nw > kTileMax || na < 1 || na > kTileMax)
+    throw Error("vec_dot_tile: tile of " + std::to_string(nw) + "x" + std::to_string(na) + " rows is out of range 1.." +
+                std::to_string(kTileMax));
+  VecDotTileFn f = kernels().vec_dot_tile[id];
+  if (!f) throw Error(std::string("tensor type ") + dtype_name(w) + " is not supported in matrix products");
+  f(n, w_rows, w_stride, act_rows, act_stride, nw, na, out, out_stride);
+}
+
 }  // namespace lmhost

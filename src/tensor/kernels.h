@@ -28,11 +28,24 @@ using DequantizeFn = void (*)(const void* src, float* dst, int64_t n);
 using QuantizeFn = void (*)(const float* src, void* dst, int64_t n);
 using VecDotFn = float (*)(int64_t n, const void* w_row, const void* act_row);
 
+// Matmul tile: out[i * out_stride + j] = vec_dot(n, weight row i, activation
+// row j) for i < nw, j < na, 1 <= nw, na <= kTileMax. Weight row i starts at
+// w + i * w_stride bytes, activation row j at act + j * act_stride bytes
+// (quantized to vec_dot_type). Fast versions decode each weight block once
+// for all activation rows and load each activation block once for all
+// weight rows; 4x4 tiles are the fastest way to run a matmul with >= 4
+// activation rows (prompt processing). Results equal vec_dot up to float
+// summation order.
+inline constexpr int kTileMax = 4;
+using VecDotTileFn = void (*)(int64_t n, const void* w, size_t w_stride, const void* act, size_t act_stride,
+                              int nw, int na, float* out, size_t out_stride);
+
 struct Kernels {
   Isa isa;
   DequantizeFn dequantize[kDTypeCount];  // nullptr where unsupported
   QuantizeFn quantize[kDTypeCount];      // nullptr where unsupported
   VecDotFn vec_dot[kDTypeCount];         // indexed by the weight type
+  VecDotTileFn vec_dot_tile[kDTypeCount];  // indexed by the weight type; set wherever vec_dot is
 };
 
 // The table for one ISA (falls back to scalar entries the ISA lacks). Tests
@@ -47,5 +60,7 @@ DType vec_dot_type(DType weight_type);
 void dequantize_row(DType t, const void* src, float* dst, int64_t n);
 void quantize_row(DType t, const float* src, void* dst, int64_t n);
 float vec_dot(DType w, int64_t n, const void* w_row, const void* act_row);
+void vec_dot_tile(DType w, int64_t n, const void* w_rows, size_t w_stride, const void* act_rows, size_t act_stride,
+                  int nw, int na, float* out, size_t out_stride);
 
 }  // namespace lmhost

@@ -439,6 +439,19 @@ void fill_avx2(Kernels& k) {
   k.vec_dot[id(DType::Q4_K)] = dot_q45_k<false>;
   k.vec_dot[id(DType::Q5_K)] = dot_q45_k<true>;
   k.vec_dot[id(DType::Q6_K)] = dot_q6_k;
+  k.vec_dot_tile[id(DType::F32)] = tile_from_dot<dot_f32>;
+  k.vec_dot_tile[id(DType::F16)] = tile_from_dot<dot_half<load8_f16, one_f16>>;
+  k.vec_dot_tile[id(DType::BF16)] = tile_from_dot<dot_half<load8_bf16, one_bf16>>;
+  k.vec_dot_tile[id(DType::Q4_0)] = tile_from_dot<dot_q4_0>;
+  k.vec_dot_tile[id(DType::Q4_1)] = tile_from_dot<dot_q4_1>;
+  k.vec_dot_tile[id(DType::Q5_0)] = tile_from_dot<dot_q5_0>;
+  k.vec_dot_tile[id(DType::Q5_1)] = tile_from_dot<dot_q5_1>;
+  k.vec_dot_tile[id(DType::Q8_0)] = tile_from_dot<dot_q8_0>;
+  k.vec_dot_tile[id(DType::Q2_K)] = tile_from_dot<dot_q2_k>;
+  k.vec_dot_tile[id(DType::Q3_K)] = tile_from_dot<dot_q3_k>;
+  k.vec_dot_tile[id(DType::Q4_K)] = tile_from_dot<dot_q45_k<false>>;
+  k.vec_dot_tile[id(DType::Q5_K)] = tile_from_dot<dot_q45_k<true>>;
+  k.vec_dot_tile[id(DType::Q6_K)] = tile_from_dot<dot_q6_k>;
 }
 
 }  // namespace lmhost::detail

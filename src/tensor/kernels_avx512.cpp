@@ -530,6 +530,307 @@ float dot_q3_k(int64_t n, const void* w, const void* a) {
   return _mm512_reduce_add_ps(acc);
 }
 
+
+// ------------------------------------------------------------- matmul tiles
+//
+// NW weight rows x NA activation rows. Each weight block is decoded once for
+// all NA activations, each activation block loaded once for all NW weights.
+// K-quant tiles run at most 8 (row, column) pairs at a time to stay within
+// the 32 vector registers; larger tiles are split into column groups.
+
+using TileImpl = void (*)(int64_t n, const uint8_t* w, size_t ws, const uint8_t* a, size_t as, float* out, size_t os);
+
+// 16 fp16 scales of two blocks as floats: lanes 0..7 = h0, 8..15 = h1.
+inline __m512 half_pair(uint16_t h0, uint16_t h1) {
+  return _mm512_cvtph_ps(_mm256_set_m128i(_mm_set1_epi16(static_cast<short>(h1)), _mm_set1_epi16(static_cast<short>(h0))));
+}
+
+template <int NW, int NA>
+void tile_q4_0(int64_t n, const uint8_t* w, size_t ws, const uint8_t* a, size_t as, float* out, size_t os) {
+  const int64_t nb = n / QK;
+  const __m512i k8 = _mm512_set1_epi8(8);
+  __m512 acc[NW][NA];
+  #pragma GCC unroll 8
+  for (int r = 0; r < NW; ++r)
+    #pragma GCC unroll 8
+    for (int c = 0; c < NA; ++c) acc[r][c] = _mm512_setzero_ps();
+  int64_t i = 0;
+  for (; i + 2 <= nb; i += 2) {
+    __m512i av[NA], corr[NA];
+    __m512 da[NA];
+    #pragma GCC unroll 8
+    for (int c = 0; c < NA; ++c) {
+      const BlockQ8_0* y = reinterpret_cast<const BlockQ8_0*>(a + c * as) + i;
+      av[c] = load_2x256(y[0].qs, y[1].qs);
+      corr[c] = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_dpbusd_epi32(_mm512_setzero_si512(), k8, av[c]));
+      da[c] = half_pair(y[0].d, y[1].d);
+    }
+    #pragma GCC unroll 8
+    for (int r = 0; r < NW; ++r) {
+      const BlockQ4_0* x = reinterpret_cast<const BlockQ4_0*>(w + r * ws) + i;
+      const __m512i u = expand_q4_pair(x[0].qs, x[1].qs);
+      const __m512 dw = half_pair(x[0].d, x[1].d);
+      #pragma GCC unroll 8
+      for (int c = 0; c < NA; ++c) {
+        const __m512i p = _mm512_dpbusd_epi32(corr[c], u, av[c]);  // sum(u*a) - 8*sum(a)
+        acc[r][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_mul_ps(dw, da[c]), acc[r][c]);
+      }
+    }
+  }
+  #pragma GCC unroll 8
+  for (int r = 0; r < NW; ++r)
+    #pragma GCC unroll 8
+    for (int c = 0; c < NA; ++c) {
+      float s = _mm512_reduce_add_ps(acc[r][c]);
+      if (i < nb)
+        s += dot_q4_0(QK, reinterpret_cast<const BlockQ4_0*>(w + r * ws) + i,
+                      reinterpret_cast<const BlockQ8_0*>(a + c * as) + i);
+      out[r * os + c] = s;
+    }
+}
+
+template <int NW, int NA>
+void tile_q8_0(int64_t n, const uint8_t* w, size_t ws, const uint8_t* a, size_t as, float* out, size_t os) {
+  const int64_t nb = n / QK;
+  const __m512i k80 = _mm512_set1_epi8(static_cast<char>(0x80));
+  __m512 acc[NW][NA];
+  #pragma GCC unroll 8
+  for (int r = 0; r < NW; ++r)
+    #pragma GCC unroll 8
+    for (int c = 0; c < NA; ++c) acc[r][c] = _mm512_setzero_ps();
+  int64_t i = 0;
+  for (; i + 2 <= nb; i += 2) {
+    __m512i au[NA];
+    __m512 da[NA];
+    #pragma GCC unroll 8
+    for (int c = 0; c < NA; ++c) {
+      const BlockQ8_0* y = reinterpret_cast<const BlockQ8_0*>(a + c * as) + i;
+      au[c] = _mm512_xor_si512(load_2x256(y[0].qs, y[1].qs), k80);  // a + 128 as unsigned
+      da[c] = half_pair(y[0].d, y[1].d);
+    }
+    #pragma GCC unroll 8
+    for (int r = 0; r < NW; ++r) {
+      const BlockQ8_0* x = reinterpret_cast<const BlockQ8_0*>(w + r * ws) + i;
+      const __m512i wv = load_2x256(x[0].qs, x[1].qs);
+      // -128 * sum(w)
+      const __m512i corr = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_dpbusd_epi32(_mm512_setzero_si512(), k80, wv));
+      const __m512 dw = half_pair(x[0].d, x[1].d);
+      #pragma GCC unroll 8
+      for (int c = 0; c < NA; ++c) {
+        const __m512i p = _mm512_dpbusd_epi32(corr, au[c], wv);
+        acc[r][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_mul_ps(dw, da[c]), acc[r][c]);
+      }
+    }
+  }
+  #pragma GCC unroll 8
+  for (int r = 0; r < NW; ++r)
+    #pragma GCC unroll 8
+    for (int c = 0; c < NA; ++c) {
+      float s = _mm512_reduce_add_ps(acc[r][c]);
+      if (i < nb)
+        s += dot_q8_0(QK, reinterpret_cast<const BlockQ8_0*>(w + r * ws) + i,
+                      reinterpret_cast<const BlockQ8_0*>(a + c * as) + i);
+      out[r * os + c] = s;
+    }
+}
+
+template <int NW, int NA>
+void tile_q4_k(int64_t n, const uint8_t* w, size_t ws, const uint8_t* a, size_t as, float* out, size_t os) {
+  const int64_t nb = n / QK_K;
+  const __m512i m4 = _mm512_set1_epi8(0x0F);
+  const __m512i idx[4] = {idx_2x16(0, 2), idx_2x16(1, 3), idx_2x16(4, 6), idx_2x16(5, 7)};
+  const __m256i dup = _mm256_setr_epi16(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+  __m512 acc[NW][NA];
+  #pragma GCC unroll 8
+  for (int r = 0; r < NW; ++r)
+    #pragma GCC unroll 8
+    for (int c = 0; c < NA; ++c) acc[r][c] = _mm512_setzero_ps();
+  for (int64_t i = 0; i < nb; ++i) {
+    __m512i sumi[NW][NA];
+    #pragma GCC unroll 8
+    for (int r = 0; r < NW; ++r)
+      #pragma GCC unroll 8
+      for (int c = 0; c < NA; ++c) sumi[r][c] = _mm512_setzero_si512();
+    __m512i sc16[NW];
+    #pragma GCC unroll 8
+    for (int r = 0; r < NW; ++r) {
+      const BlockQ4_K* x = reinterpret_cast<const BlockQ4_K*>(w + r * ws) + i;
+      uint64_t sc, mn;
+      unpack_scales_k4_u64(x->scales, &sc, &mn);
+      sc16[r] = _mm512_castsi256_si512(_mm256_castsi128_si256(_mm_cvtepu8_epi16(_mm_cvtsi64_si128(static_cast<long long>(sc)))));
+      const __m256i mins16 = _mm256_permutexvar_epi16(
+          dup, _mm256_castsi128_si256(_mm_cvtepu8_epi16(_mm_cvtsi64_si128(static_cast<long long>(mn)))));
+      const float dmin = h2f(x->dmin);
+      #pragma GCC unroll 8
+      for (int c = 0; c < NA; ++c) {
+        const BlockQ8_K* y = reinterpret_cast<const BlockQ8_K*>(a + c * as) + i;
+        const __m256i bs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y->bsums));
+        const __m512 m = _mm512_zextps256_ps512(_mm256_cvtepi32_ps(_mm256_madd_epi16(bs, mins16)));
+        acc[r][c] = _mm512_fnmadd_ps(m, _mm512_set1_ps(dmin * y->d), acc[r][c]);
+      }
+    }
+    #pragma GCC unroll 8
+    for (int t = 0; t < 2; ++t) {
+      __m512i al[NA], ah[NA];
+      #pragma GCC unroll 8
+      for (int c = 0; c < NA; ++c) {
+        const int8_t* q8 = (reinterpret_cast<const BlockQ8_K*>(a + c * as) + i)->qs + 128 * t;
+        al[c] = load_2x256(q8, q8 + 64);
+        ah[c] = load_2x256(q8 + 32, q8 + 96);
+      }
+      #pragma GCC unroll 8
+      for (int r = 0; r < NW; ++r) {
+        const BlockQ4_K* x = reinterpret_cast<const BlockQ4_K*>(w + r * ws) + i;
+        const __m512i q = _mm512_loadu_si512(x->qs + 64 * t);
+        const __m512i wl = _mm512_and_si512(q, m4);
+        const __m512i wh = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
+        const __m512i sl = _mm512_permutexvar_epi16(idx[2 * t], sc16[r]);
+        const __m512i sh = _mm512_permutexvar_epi16(idx[2 * t + 1], sc16[r]);
+        #pragma GCC unroll 8
+        for (int c = 0; c < NA; ++c) {
+          sumi[r][c] = _mm512_dpwssd_epi32(sumi[r][c], _mm512_maddubs_epi16(wl, al[c]), sl);
+          sumi[r][c] = _mm512_dpwssd_epi32(sumi[r][c], _mm512_maddubs_epi16(wh, ah[c]), sh);
+        }
+      }
+    }
+    #pragma GCC unroll 8
+    for (int r = 0; r < NW; ++r) {
+      const float d = h2f((reinterpret_cast<const BlockQ4_K*>(w + r * ws) + i)->d);
+      #pragma GCC unroll 8
+      for (int c = 0; c < NA; ++c) {
+        const float dy = (reinterpret_cast<const BlockQ8_K*>(a + c * as) + i)->d;
+        acc[r][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sumi[r][c]), _mm512_set1_ps(d * dy), acc[r][c]);
+      }
+    }
+  }
+  #pragma GCC unroll 8
+  for (int r = 0; r < NW; ++r)
+    #pragma GCC unroll 8
+    for (int c = 0; c < NA; ++c) out[r * os + c] = _mm512_reduce_add_ps(acc[r][c]);
+}
+
+template <int NW, int NA>
+void tile_q6_k(int64_t n, const uint8_t* w, size_t ws, const uint8_t* a, size_t as, float* out, size_t os) {
+  const int64_t nb = n / QK_K;
+  const __m512i m4 = _mm512_set1_epi8(0x0F), m30 = _mm512_set1_epi8(0x30);
+  const __m512i rot_l = _mm512_set_epi64(2, 2, 2, 2, 4, 4, 4, 4);
+  const __m512i rot_h = _mm512_set_epi64(62, 62, 62, 62, 0, 0, 0, 0);
+  const __m512i idx[4] = {idx_4x8(0), idx_4x8(4), idx_4x8(8), idx_4x8(12)};
+  __m512 acc[NW][NA];
+  #pragma GCC unroll 8
+  for (int r = 0; r < NW; ++r)
+    #pragma GCC unroll 8
+    for (int c = 0; c < NA; ++c) acc[r][c] = _mm512_setzero_ps();
+  for (int64_t i = 0; i < nb; ++i) {
+    __m512i sumi[NW][NA];
+    #pragma GCC unroll 8
+    for (int r = 0; r < NW; ++r)
+      #pragma GCC unroll 8
+      for (int c = 0; c < NA; ++c) sumi[r][c] = _mm512_setzero_si512();
+    __m512i sc[NW];
+    #pragma GCC unroll 8
+    for (int r = 0; r < NW; ++r) {
+      const BlockQ6_K* x = reinterpret_cast<const BlockQ6_K*>(w + r * ws) + i;
+      const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x->scales)));
+      sc[r] = _mm512_castsi256_si512(sc16);
+      const float d = h2f(x->d);
+      #pragma GCC unroll 8
+      for (int c = 0; c < NA; ++c) {
+        const BlockQ8_K* y = reinterpret_cast<const BlockQ8_K*>(a + c * as) + i;
+        const __m256i bs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y->bsums));
+        const __m512 m = _mm512_zextps256_ps512(_mm256_cvtepi32_ps(_mm256_madd_epi16(bs, sc16)));
+        acc[r][c] = _mm512_fnmadd_ps(m, _mm512_set1_ps(32.0f * d * y->d), acc[r][c]);
+      }
+    }
+    #pragma GCC unroll 8
+    for (int h = 0; h < 2; ++h) {
+      __m512i al[NA], ah[NA];
+      #pragma GCC unroll 8
+      for (int c = 0; c < NA; ++c) {
+        const int8_t* q8 = (reinterpret_cast<const BlockQ8_K*>(a + c * as) + i)->qs + 128 * h;
+        al[c] = _mm512_loadu_si512(q8);
+        ah[c] = _mm512_loadu_si512(q8 + 64);
+      }
+      #pragma GCC unroll 8
+      for (int r = 0; r < NW; ++r) {
+        const BlockQ6_K* x = reinterpret_cast<const BlockQ6_K*>(w + r * ws) + i;
+        const __m512i l = _mm512_loadu_si512(x->ql + 64 * h);
+        const __m512i hb = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x->qh + 32 * h)));
+        const __m512i wl = _mm512_ternarylogic_epi32(l, m4, _mm512_and_si512(_mm512_rolv_epi64(hb, rot_l), m30), 0xEA);
+        const __m512i wh = _mm512_ternarylogic_epi32(_mm512_srli_epi16(l, 4), m4,
+                                                     _mm512_and_si512(_mm512_rolv_epi64(hb, rot_h), m30), 0xEA);
+        const __m512i sl = _mm512_permutexvar_epi16(idx[2 * h], sc[r]);
+        const __m512i sh = _mm512_permutexvar_epi16(idx[2 * h + 1], sc[r]);
+        #pragma GCC unroll 8
+        for (int c = 0; c < NA; ++c) {
+          sumi[r][c] = _mm512_dpwssd_epi32(sumi[r][c], _mm512_maddubs_epi16(wl, al[c]), sl);
+          sumi[r][c] = _mm512_dpwssd_epi32(sumi[r][c], _mm512_maddubs_epi16(wh, ah[c]), sh);
+        }
+      }
+    }
+    #pragma GCC unroll 8
+    for (int r = 0; r < NW; ++r) {
+      const float d = h2f((reinterpret_cast<const BlockQ6_K*>(w + r * ws) + i)->d);
+      #pragma GCC unroll 8
+      for (int c = 0; c < NA; ++c) {
+        const float dy = (reinterpret_cast<const BlockQ8_K*>(a + c * as) + i)->d;
+        acc[r][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sumi[r][c]), _mm512_set1_ps(d * dy), acc[r][c]);
+      }
+    }
+  }
+  #pragma GCC unroll 8
+  for (int r = 0; r < NW; ++r)
+    #pragma GCC unroll 8
+    for (int c = 0; c < NA; ++c) out[r * os + c] = _mm512_reduce_add_ps(acc[r][c]);
+}
+
+#define LMHOST_TILE_TABLE(F)                                                   \
+  {{F<1, 1>, F<1, 2>, F<1, 3>, F<1, 4>}, {F<2, 1>, F<2, 2>, F<2, 3>, F<2, 4>}, \
+   {F<3, 1>, F<3, 2>, F<3, 3>, F<3, 4>}, {F<4, 1>, F<4, 2>, F<4, 3>, F<4, 4>}}
+
+// Legacy tiles: any nw x na directly. K-quant tiles: at most 2 x 2 per pass
+// (integer + float accumulators and the decoded blocks must fit in 32
+// registers); larger tiles are split.
+template <int kMaxRows, int kMaxCols>
+void run_tile(const TileImpl (&tbl)[4][4], int64_t n, const void* w, size_t ws, const void* a, size_t as, int nw,
+              int na, float* out, size_t os) {
+  const uint8_t* wb = static_cast<const uint8_t*>(w);
+  const uint8_t* ab = static_cast<const uint8_t*>(a);
+  for (int r0 = 0; r0 < nw; r0 += kMaxRows) {
+    const int nr = nw - r0 < kMaxRows ? nw - r0 : kMaxRows;
+    for (int c0 = 0; c0 < na; c0 += kMaxCols) {
+      const int nc = na - c0 < kMaxCols ? na - c0 : kMaxCols;
+      tbl[nr - 1][nc - 1](n, wb + r0 * ws, ws, ab + c0 * as, as, out + r0 * os + c0, os);
+    }
+  }
+}
+
+#ifndef KQ_ROWS
+#define KQ_ROWS 2
+#define KQ_COLS 2
+#endif
+void vec_dot_tile_q4_0(int64_t n, const void* w, size_t ws, const void* a, size_t as, int nw, int na, float* out,
+                       size_t os) {
+  static const TileImpl tbl[4][4] = LMHOST_TILE_TABLE(tile_q4_0);
+  run_tile<4, 4>(tbl, n, w, ws, a, as, nw, na, out, os);
+}
+void vec_dot_tile_q8_0(int64_t n, const void* w, size_t ws, const void* a, size_t as, int nw, int na, float* out,
+                       size_t os) {
+  static const TileImpl tbl[4][4] = LMHOST_TILE_TABLE(tile_q8_0);
+  run_tile<4, 4>(tbl, n, w, ws, a, as, nw, na, out, os);
+}
+void vec_dot_tile_q4_k(int64_t n, const void* w, size_t ws, const void* a, size_t as, int nw, int na, float* out,
+                       size_t os) {
+  static const TileImpl tbl[4][4] = LMHOST_TILE_TABLE(tile_q4_k);
+  run_tile<KQ_ROWS, KQ_COLS>(tbl, n, w, ws, a, as, nw, na, out, os);
+}
+void vec_dot_tile_q6_k(int64_t n, const void* w, size_t ws, const void* a, size_t as, int nw, int na, float* out,
+                       size_t os) {
+  static const TileImpl tbl[4][4] = LMHOST_TILE_TABLE(tile_q6_k);
+  run_tile<KQ_ROWS, KQ_COLS>(tbl, n, w, ws, a, as, nw, na, out, os);
+}
+#undef LMHOST_TILE_TABLE
+
 }  // namespace
 
 void fill_avx512(Kernels& k) {
@@ -554,6 +855,19 @@ void fill_avx512(Kernels& k) {
   k.vec_dot[id(DType::Q4_K)] = dot_q45_k<false>;
   k.vec_dot[id(DType::Q5_K)] = dot_q45_k<true>;
   k.vec_dot[id(DType::Q6_K)] = dot_q6_k;
+  k.vec_dot_tile[id(DType::F32)] = tile_from_dot<dot_f32>;
+  k.vec_dot_tile[id(DType::F16)] = tile_from_dot<dot_half<load_f16, load_f16_mask>>;
+  k.vec_dot_tile[id(DType::BF16)] = tile_from_dot<dot_half<load_bf16, load_bf16_mask>>;
+  k.vec_dot_tile[id(DType::Q4_0)] = vec_dot_tile_q4_0;
+  k.vec_dot_tile[id(DType::Q4_1)] = tile_from_dot<dot_q4_1>;
+  k.vec_dot_tile[id(DType::Q5_0)] = tile_from_dot<dot_q5_0>;
+  k.vec_dot_tile[id(DType::Q5_1)] = tile_from_dot<dot_q5_1>;
+  k.vec_dot_tile[id(DType::Q8_0)] = vec_dot_tile_q8_0;
+  k.vec_dot_tile[id(DType::Q2_K)] = tile_from_dot<dot_q2_k>;
+  k.vec_dot_tile[id(DType::Q3_K)] = tile_from_dot<dot_q3_k>;
+  k.vec_dot_tile[id(DType::Q4_K)] = vec_dot_tile_q4_k;
+  k.vec_dot_tile[id(DType::Q5_K)] = tile_from_dot<dot_q45_k<true>>;
+  k.vec_dot_tile[id(DType::Q6_K)] = vec_dot_tile_q6_k;
 }
 
 }  // namespace lmhost::detail

@@ -697,6 +697,7 @@ void fill_scalar(Kernels& k) {
     k.quantize[i] = q;
     k.vec_dot[i] = vd;
   };
+#define LMHOST_TILE(T, F) k.vec_dot_tile[static_cast<uint32_t>(DType::T)] = tile_from_dot<F>
   set(DType::F32, dequant_f32, quant_f32, dot_f32);
   set(DType::F16, dequant_f16, quant_f16, dot_f16);
   set(DType::BF16, dequant_bf16, quant_bf16, dot_bf16);
@@ -712,6 +713,12 @@ void fill_scalar(Kernels& k) {
   set(DType::Q5_K, dequant_q5_k, quant_q5_k, dot_q5_k);
   set(DType::Q6_K, dequant_q6_k, quant_q6_k, dot_q6_k);
   set(DType::Q8_K, dequant_q8_k, quant_q8_k, nullptr);
+  LMHOST_TILE(F32, dot_f32); LMHOST_TILE(F16, dot_f16); LMHOST_TILE(BF16, dot_bf16);
+  LMHOST_TILE(Q4_0, dot_q4_0); LMHOST_TILE(Q4_1, dot_q4_1); LMHOST_TILE(Q5_0, dot_q5_0);
+  LMHOST_TILE(Q5_1, dot_q5_1); LMHOST_TILE(Q8_0, dot_q8_0); LMHOST_TILE(Q2_K, dot_q2_k);
+  LMHOST_TILE(Q3_K, dot_q3_k); LMHOST_TILE(Q4_K, dot_q4_k); LMHOST_TILE(Q5_K, dot_q5_k);
+  LMHOST_TILE(Q6_K, dot_q6_k);
+#undef LMHOST_TILE
 }
 
 }  // namespace lmhost::detail

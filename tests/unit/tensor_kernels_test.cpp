@@ -396,3 +396,55 @@ TEST(TensorKernels, SimdTablesUseSimdKernels) {
               kernels_for(Isa::AVX2).vec_dot[static_cast<uint32_t>(DType::Q4_0)]);
   }
 }
+
+// Tiles (every nw x na up to kTileMax, every ISA) equal the scalar vec_dot.
+TEST(TensorKernels, TilesMatchScalarVecDot) {
+  const Kernels& ks = kernels_for(Isa::Scalar);
+  std::mt19937 rng(8);
+  std::vector<Isa> isas{Isa::Scalar};
+  for (Isa isa : simd_isas()) isas.push_back(isa);
+  for (DType t : kWeightTypes) {
+    const DType vt = vec_dot_type(t);
+    const uint32_t ti = static_cast<uint32_t>(t);
+    for (int64_t n : {dtype_info(t).block_size == 256 ? int64_t{512} : int64_t{96}, int64_t{4096}}) {
+      const size_t ws = row_bytes(t, n), as = row_bytes(vt, n);
+      std::vector<uint8_t> w, a;
+      for (int r = 0; r < kTileMax; ++r) {
+        const auto wr = random_blocks(t, n, rng);
+        w.insert(w.end(), wr.begin(), wr.end());
+        const auto ar = quantize(ks, vt, random_floats(n, rng));
+        a.insert(a.end(), ar.begin(), ar.end());
+      }
+      float want[kTileMax][kTileMax], mag[kTileMax][kTileMax];
+      for (int r = 0; r < kTileMax; ++r)
+        for (int c = 0; c < kTileMax; ++c) {
+          want[r][c] = ks.vec_dot[ti](n, w.data() + r * ws, a.data() + c * as);
+          mag[r][c] = static_cast<float>(
+              ref_dot(dequantize(ks, t, w.data() + r * ws, n), dequantize(ks, vt, a.data() + c * as, n)).second);
+        }
+      for (Isa isa : isas) {
+        const VecDotTileFn f = kernels_for(isa).vec_dot_tile[ti];
+        ASSERT_NE(f, nullptr) << isa_name(isa) << " " << dtype_name(t);
+        for (int nw = 1; nw <= kTileMax; ++nw)
+          for (int na = 1; na <= kTileMax; ++na) {
+            float out[kTileMax * 5];
+            for (float& o : out) o = -12345.0f;
+            f(n, w.data(), ws, a.data(), as, nw, na, out, 5);
+            for (int r = 0; r < kTileMax; ++r)
+              for (int c = 0; c < 5; ++c) {
+                if (r < nw && c < na)
+                  ASSERT_NEAR(out[r * 5 + c], want[r][c], 1e-5 * mag[r][c] + 1e-30)
+                      << isa_name(isa) << " " << dtype_name(t) << " n=" << n << " tile " << nw << "x" << na
+                      << " at " << r << "," << c;
+                else
+                  ASSERT_EQ(out[r * 5 + c], -12345.0f) << "tile wrote outside its " << nw << "x" << na;
+              }
+          }
+      }
+    }
+  }
+  std::vector<uint8_t> buf(4096);
+  float o[16];
+  EXPECT_THROW(vec_dot_tile(DType::Q4_0, 32, buf.data(), 18, buf.data(), 34, 5, 1, o, 4), Error);
+  EXPECT_THROW(vec_dot_tile(DType::IQ2_XXS, 256, buf.data(), 66, buf.data(), 292, 1, 1, o, 4), Error);
+}
