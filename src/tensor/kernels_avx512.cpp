@@ -634,10 +634,27 @@ void tile_q8_0(int64_t n, const uint8_t* w, size_t ws, const uint8_t* a, size_t 
     }
 }
 
-template <int NW, int NA>
-void tile_q4_k(int64_t n, const uint8_t* w, size_t ws, const uint8_t* a, size_t as, float* out, size_t os) {
+// Field view of the i-th Q4_K or Q5_K block of a row.
+struct KBlock { uint16_t d, dmin; const uint8_t* scales; const uint8_t* qs; const uint8_t* qh; };
+template <bool kQ5>
+inline KBlock kblock(const uint8_t* row, int64_t i) {
+  if constexpr (kQ5) {
+    const BlockQ5_K* x = reinterpret_cast<const BlockQ5_K*>(row) + i;
+    return {x->d, x->dmin, x->scales, x->qs, x->qh};
+  } else {
+    const BlockQ4_K* x = reinterpret_cast<const BlockQ4_K*>(row) + i;
+    return {x->d, x->dmin, x->scales, x->qs, nullptr};
+  }
+}
+template <bool kQ5, int NW, int NA>
+void tile_q45_k(int64_t n, const uint8_t* w, size_t ws, const uint8_t* a, size_t as, float* out, size_t os) {
   const int64_t nb = n / QK_K;
-  const __m512i m4 = _mm512_set1_epi8(0x0F);
+  const __m512i m4 = _mm512_set1_epi8(0x0F), k16 = _mm512_set1_epi8(16);
+  auto sel = [](int b0, int b1) {
+    return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi8(static_cast<char>(1 << b0))),
+                              _mm256_set1_epi8(static_cast<char>(1 << b1)), 1);
+  };
+  const __m512i sel_l[2] = {sel(0, 2), sel(4, 6)}, sel_h[2] = {sel(1, 3), sel(5, 7)};
   const __m512i idx[4] = {idx_2x16(0, 2), idx_2x16(1, 3), idx_2x16(4, 6), idx_2x16(5, 7)};
   const __m256i dup = _mm256_setr_epi16(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
   __m512 acc[NW][NA];
@@ -654,13 +671,13 @@ void tile_q4_k(int64_t n, const uint8_t* w, size_t ws, const uint8_t* a, size_t 
     __m512i sc16[NW];
     #pragma GCC unroll 8
     for (int r = 0; r < NW; ++r) {
-      const BlockQ4_K* x = reinterpret_cast<const BlockQ4_K*>(w + r * ws) + i;
+      const KBlock x = kblock<kQ5>(w + r * ws, i);
       uint64_t sc, mn;
-      unpack_scales_k4_u64(x->scales, &sc, &mn);
+      unpack_scales_k4_u64(x.scales, &sc, &mn);
       sc16[r] = _mm512_castsi256_si512(_mm256_castsi128_si256(_mm_cvtepu8_epi16(_mm_cvtsi64_si128(static_cast<long long>(sc)))));
       const __m256i mins16 = _mm256_permutexvar_epi16(
           dup, _mm256_castsi128_si256(_mm_cvtepu8_epi16(_mm_cvtsi64_si128(static_cast<long long>(mn)))));
-      const float dmin = h2f(x->dmin);
+      const float dmin = h2f(x.dmin);
       #pragma GCC unroll 8
       for (int c = 0; c < NA; ++c) {
         const BlockQ8_K* y = reinterpret_cast<const BlockQ8_K*>(a + c * as) + i;
@@ -680,10 +697,15 @@ void tile_q4_k(int64_t n, const uint8_t* w, size_t ws, const uint8_t* a, size_t 
       }
       #pragma GCC unroll 8
       for (int r = 0; r < NW; ++r) {
-        const BlockQ4_K* x = reinterpret_cast<const BlockQ4_K*>(w + r * ws) + i;
-        const __m512i q = _mm512_loadu_si512(x->qs + 64 * t);
-        const __m512i wl = _mm512_and_si512(q, m4);
-        const __m512i wh = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
+        const KBlock x = kblock<kQ5>(w + r * ws, i);
+        const __m512i q = _mm512_loadu_si512(x.qs + 64 * t);
+        __m512i wl = _mm512_and_si512(q, m4);
+        __m512i wh = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
+        if constexpr (kQ5) {
+          const __m512i qh2 = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.qh)));
+          wl = _mm512_mask_add_epi8(wl, _mm512_test_epi8_mask(qh2, sel_l[t]), wl, k16);
+          wh = _mm512_mask_add_epi8(wh, _mm512_test_epi8_mask(qh2, sel_h[t]), wh, k16);
+        }
         const __m512i sl = _mm512_permutexvar_epi16(idx[2 * t], sc16[r]);
         const __m512i sh = _mm512_permutexvar_epi16(idx[2 * t + 1], sc16[r]);
         #pragma GCC unroll 8
@@ -695,7 +717,7 @@ void tile_q4_k(int64_t n, const uint8_t* w, size_t ws, const uint8_t* a, size_t 
     }
     #pragma GCC unroll 8
     for (int r = 0; r < NW; ++r) {
-      const float d = h2f((reinterpret_cast<const BlockQ4_K*>(w + r * ws) + i)->d);
+      const float d = h2f(kblock<kQ5>(w + r * ws, i).d);
       #pragma GCC unroll 8
       for (int c = 0; c < NA; ++c) {
         const float dy = (reinterpret_cast<const BlockQ8_K*>(a + c * as) + i)->d;
@@ -784,6 +806,58 @@ void tile_q6_k(int64_t n, const uint8_t* w, size_t ws, const uint8_t* a, size_t 
     for (int c = 0; c < NA; ++c) out[r * os + c] = _mm512_reduce_add_ps(acc[r][c]);
 }
 
+template <int NW, int NA> void tile_q4_k(int64_t n, const uint8_t* w, size_t ws, const uint8_t* a, size_t as, float* out, size_t os) {
+  tile_q45_k<false, NW, NA>(n, w, ws, a, as, out, os);
+}
+template <int NW, int NA> void tile_q5_k(int64_t n, const uint8_t* w, size_t ws, const uint8_t* a, size_t as, float* out, size_t os) {
+  tile_q45_k<true, NW, NA>(n, w, ws, a, as, out, os);
+}
+
+// F32 / F16 / BF16 weights with F32 activations: each weight vector is
+// converted once for all activation rows.
+inline __m512 load_f32(const uint8_t* p) { return _mm512_loadu_ps(reinterpret_cast<const float*>(p)); }
+inline __m512 load_f32_mask(const uint8_t* p, __mmask16 m) { return _mm512_maskz_loadu_ps(m, reinterpret_cast<const float*>(p)); }
+inline __m512 load_f16_b(const uint8_t* p) { return load_f16(reinterpret_cast<const uint16_t*>(p)); }
+inline __m512 load_f16_mask_b(const uint8_t* p, __mmask16 m) { return load_f16_mask(reinterpret_cast<const uint16_t*>(p), m); }
+inline __m512 load_bf16_b(const uint8_t* p) { return load_bf16(reinterpret_cast<const uint16_t*>(p)); }
+inline __m512 load_bf16_mask_b(const uint8_t* p, __mmask16 m) { return load_bf16_mask(reinterpret_cast<const uint16_t*>(p), m); }
+
+template <int kEltBytes, __m512 (*Load)(const uint8_t*), __m512 (*LoadMask)(const uint8_t*, __mmask16)>
+struct FloatTile {
+  template <int NW, int NA>
+  static void run(int64_t n, const uint8_t* w, size_t ws, const uint8_t* a, size_t as, float* out, size_t os) {
+    __m512 acc[NW][NA];
+#pragma GCC unroll 8
+    for (int r = 0; r < NW; ++r)
+#pragma GCC unroll 8
+      for (int c = 0; c < NA; ++c) acc[r][c] = _mm512_setzero_ps();
+    for (int64_t i = 0; i < n; i += 16) {
+      const __mmask16 m = n - i >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << (n - i)) - 1);
+      __m512 av[NA];
+#pragma GCC unroll 8
+      for (int c = 0; c < NA; ++c) av[c] = _mm512_maskz_loadu_ps(m, reinterpret_cast<const float*>(a + c * as) + i);
+#pragma GCC unroll 8
+      for (int r = 0; r < NW; ++r) {
+        const uint8_t* wp = w + r * ws + i * kEltBytes;
+        const __m512 wv = m == 0xFFFF ? Load(wp) : LoadMask(wp, m);
+#pragma GCC unroll 8
+        for (int c = 0; c < NA; ++c) acc[r][c] = _mm512_fmadd_ps(wv, av[c], acc[r][c]);
+      }
+    }
+    for (int r = 0; r < NW; ++r)
+      for (int c = 0; c < NA; ++c) out[r * os + c] = _mm512_reduce_add_ps(acc[r][c]);
+  }
+};
+template <int NW, int NA> void tile_f32(int64_t n, const uint8_t* w, size_t ws, const uint8_t* a, size_t as, float* out, size_t os) {
+  FloatTile<4, load_f32, load_f32_mask>::run<NW, NA>(n, w, ws, a, as, out, os);
+}
+template <int NW, int NA> void tile_f16(int64_t n, const uint8_t* w, size_t ws, const uint8_t* a, size_t as, float* out, size_t os) {
+  FloatTile<2, load_f16_b, load_f16_mask_b>::run<NW, NA>(n, w, ws, a, as, out, os);
+}
+template <int NW, int NA> void tile_bf16(int64_t n, const uint8_t* w, size_t ws, const uint8_t* a, size_t as, float* out, size_t os) {
+  FloatTile<2, load_bf16_b, load_bf16_mask_b>::run<NW, NA>(n, w, ws, a, as, out, os);
+}
+
 #define LMHOST_TILE_TABLE(F)                                                   \
   {{F<1, 1>, F<1, 2>, F<1, 3>, F<1, 4>}, {F<2, 1>, F<2, 2>, F<2, 3>, F<2, 4>}, \
    {F<3, 1>, F<3, 2>, F<3, 3>, F<3, 4>}, {F<4, 1>, F<4, 2>, F<4, 3>, F<4, 4>}}
@@ -824,6 +898,26 @@ void vec_dot_tile_q4_k(int64_t n, const void* w, size_t ws, const void* a, size_
   static const TileImpl tbl[4][4] = LMHOST_TILE_TABLE(tile_q4_k);
   run_tile<KQ_ROWS, KQ_COLS>(tbl, n, w, ws, a, as, nw, na, out, os);
 }
+void vec_dot_tile_q5_k(int64_t n, const void* w, size_t ws, const void* a, size_t as, int nw, int na, float* out,
+                       size_t os) {
+  static const TileImpl tbl[4][4] = LMHOST_TILE_TABLE(tile_q5_k);
+  run_tile<KQ_ROWS, KQ_COLS>(tbl, n, w, ws, a, as, nw, na, out, os);
+}
+void vec_dot_tile_f32(int64_t n, const void* w, size_t ws, const void* a, size_t as, int nw, int na, float* out,
+                      size_t os) {
+  static const TileImpl tbl[4][4] = LMHOST_TILE_TABLE(tile_f32);
+  run_tile<4, 4>(tbl, n, w, ws, a, as, nw, na, out, os);
+}
+void vec_dot_tile_f16(int64_t n, const void* w, size_t ws, const void* a, size_t as, int nw, int na, float* out,
+                      size_t os) {
+  static const TileImpl tbl[4][4] = LMHOST_TILE_TABLE(tile_f16);
+  run_tile<4, 4>(tbl, n, w, ws, a, as, nw, na, out, os);
+}
+void vec_dot_tile_bf16(int64_t n, const void* w, size_t ws, const void* a, size_t as, int nw, int na, float* out,
+                       size_t os) {
+  static const TileImpl tbl[4][4] = LMHOST_TILE_TABLE(tile_bf16);
+  run_tile<4, 4>(tbl, n, w, ws, a, as, nw, na, out, os);
+}
 void vec_dot_tile_q6_k(int64_t n, const void* w, size_t ws, const void* a, size_t as, int nw, int na, float* out,
                        size_t os) {
   static const TileImpl tbl[4][4] = LMHOST_TILE_TABLE(tile_q6_k);
@@ -855,9 +949,9 @@ void fill_avx512(Kernels& k) {
   k.vec_dot[id(DType::Q4_K)] = dot_q45_k<false>;
   k.vec_dot[id(DType::Q5_K)] = dot_q45_k<true>;
   k.vec_dot[id(DType::Q6_K)] = dot_q6_k;
-  k.vec_dot_tile[id(DType::F32)] = tile_from_dot<dot_f32>;
-  k.vec_dot_tile[id(DType::F16)] = tile_from_dot<dot_half<load_f16, load_f16_mask>>;
-  k.vec_dot_tile[id(DType::BF16)] = tile_from_dot<dot_half<load_bf16, load_bf16_mask>>;
+  k.vec_dot_tile[id(DType::F32)] = vec_dot_tile_f32;
+  k.vec_dot_tile[id(DType::F16)] = vec_dot_tile_f16;
+  k.vec_dot_tile[id(DType::BF16)] = vec_dot_tile_bf16;
   k.vec_dot_tile[id(DType::Q4_0)] = vec_dot_tile_q4_0;
   k.vec_dot_tile[id(DType::Q4_1)] = tile_from_dot<dot_q4_1>;
   k.vec_dot_tile[id(DType::Q5_0)] = tile_from_dot<dot_q5_0>;
@@ -866,7 +960,7 @@ void fill_avx512(Kernels& k) {
   k.vec_dot_tile[id(DType::Q2_K)] = tile_from_dot<dot_q2_k>;
   k.vec_dot_tile[id(DType::Q3_K)] = tile_from_dot<dot_q3_k>;
   k.vec_dot_tile[id(DType::Q4_K)] = vec_dot_tile_q4_k;
-  k.vec_dot_tile[id(DType::Q5_K)] = tile_from_dot<dot_q45_k<true>>;
+  k.vec_dot_tile[id(DType::Q5_K)] = vec_dot_tile_q5_k;
   k.vec_dot_tile[id(DType::Q6_K)] = vec_dot_tile_q6_k;
 }
 
