@@ -43,6 +43,7 @@ struct PreparedJob {
   const TensorView* W;
   float* Y;
   VecDotFn dot;
+  VecDotTileFn tile_fn;  // null: row kernel only
   const uint8_t* act;
   size_t qrow, wrow;
   int64_t K, N, rows, n_chunks, n_tasks;
@@ -79,6 +80,7 @@ void matmul_multi(std::span<const MatmulJob> jobs, const float* X, int64_t T, Th
     pj.W = &W;
     pj.Y = job.Y;
     pj.dot = dot;
+    pj.tile_fn = kr.vec_dot_tile[wt];
     pj.K = K;
     pj.N = W.n_rows();
     pj.qrow = row_bytes(qt, K);
@@ -133,11 +135,28 @@ void matmul_multi(std::span<const MatmulJob> jobs, const float* X, int64_t T, Th
     const int64_t r0 = c * pj.rows, r1 = std::min(pj.N, r0 + pj.rows);
     const int64_t t_begin = tb * kTokBlock, t_end = std::min(T, t_begin + kTokBlock);
     const uint8_t* wdata = static_cast<const uint8_t*>(pj.W->data);
+    if (!pj.tile_fn) {
+      for (int64_t t0 = t_begin; t0 < t_end; t0 += tile) {
+        const int64_t t1 = std::min(t_end, t0 + tile);
+        for (int64_t r = r0; r < r1; ++r) {
+          const uint8_t* w = wdata + r * pj.wrow;
+          for (int64_t t = t0; t < t1; ++t) pj.Y[t * pj.N + r] = pj.dot(pj.K, w, pj.act + t * pj.qrow);
+        }
+      }
+      return;
+    }
+    // Up to 4 weight rows x 4 activation rows per kernel call.
+    float out[kTileMax * kTileMax];
     for (int64_t t0 = t_begin; t0 < t_end; t0 += tile) {
       const int64_t t1 = std::min(t_end, t0 + tile);
-      for (int64_t r = r0; r < r1; ++r) {
-        const uint8_t* w = wdata + r * pj.wrow;
-        for (int64_t t = t0; t < t1; ++t) pj.Y[t * pj.N + r] = pj.dot(pj.K, w, pj.act + t * pj.qrow);
+      for (int64_t r = r0; r < r1; r += kTileMax) {
+        const int nw = static_cast<int>(std::min<int64_t>(kTileMax, r1 - r));
+        for (int64_t ta = t0; ta < t1; ta += kTileMax) {
+          const int na = static_cast<int>(std::min<int64_t>(kTileMax, t1 - ta));
+          pj.tile_fn(pj.K, wdata + r * pj.wrow, pj.wrow, pj.act + ta * pj.qrow, pj.qrow, nw, na, out, kTileMax);
+          for (int i = 0; i < nw; ++i)
+            for (int j = 0; j < na; ++j) pj.Y[(ta + j) * pj.N + r + i] = out[i * kTileMax + j];
+        }
       }
     }
   });

@@ -161,7 +161,8 @@ TEST_P(MatmulTest, SameResultForAnyThreadCount) {
   // A batch row equals the same row computed alone.
   std::vector<float> one(N);
   matmul(w.view, X.data() + 7 * K, one.data(), 1, p3);
-  for (int64_t n = 0; n < N; ++n) EXPECT_EQ(one[n], a[7 * N + n]);
+  // (tile kernels may sum in another order: equal up to rounding)
+  for (int64_t n = 0; n < N; ++n) EXPECT_NEAR(one[n], a[7 * N + n], 1e-5f * (1.0f + std::fabs(one[n])));
 }
 
 INSTANTIATE_TEST_SUITE_P(Types, MatmulTest,
