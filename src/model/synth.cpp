@@ -403,7 +403,11 @@ std::vector<float> llama3_rope_factors(const SynthSpec& s) {
 
 void SynthSpec::validate() const {
   auto bad = [](const std::string& m) { throw Error("synth: " + m); };
-  if (arch != "llama" && arch != "qwen2") bad("unsupported architecture '" + arch + "' (llama or qwen2)");
+  const bool encoder = arch == "bert" || arch == "nomic-bert";
+  if (arch != "llama" && arch != "qwen2" && !encoder)
+    bad("unsupported architecture '" + arch + "' (llama, qwen2, bert or nomic-bert)");
+  if (encoder && kv_heads != heads) bad("kv-heads must equal heads for " + arch);
+  if (encoder && (pooling < 1 || pooling > 3)) bad("pooling must be 1 (mean), 2 (cls) or 3 (last)");
   if (dim <= 0 || layers <= 0 || heads <= 0 || kv_heads <= 0 || ff <= 0 || vocab <= 0 || ctx <= 0)
     bad("dimensions must be positive");
   if (dim % heads != 0) bad("dim " + std::to_string(dim) + " is not a multiple of heads " + std::to_string(heads));
@@ -416,7 +420,10 @@ void SynthSpec::validate() const {
     bad("dimensions are implausibly large");
 }
 
-std::vector<std::string> synth_shape_names() { return {"qwen2.5-0.5b", "llama-3.2-1b", "tinyllama-1.1b", "demo"}; }
+std::vector<std::string> synth_shape_names() {
+  return {"qwen2.5-0.5b", "llama-3.2-1b", "tinyllama-1.1b", "demo",
+          "minilm-l6", "bge-small", "nomic-embed-text", "demo-embed"};
+}
 
 std::vector<std::string> synth_file_types() {
   return {"F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q4_K_M", "Q5_K_M", "Q6_K"};
@@ -461,6 +468,20 @@ std::optional<SynthSpec> synth_shape(std::string_view name) {
     s.dim = 128, s.layers = 2, s.heads = 4, s.kv_heads = 2, s.ff = 256, s.vocab = 2048, s.ctx = 2048;
     s.rms_eps = 1e-5f, s.rope_base = 10000.0f, s.tied = false;
     s.tokenizer = SynthTokenizer::Qwen;
+  } else if (name == "minilm-l6" || name == "bge-small" || name == "demo-embed") {  // bert encoders
+    s.arch = "bert";
+    s.dim = 384, s.layers = name == "minilm-l6" ? 6 : 12, s.heads = 12, s.kv_heads = 12, s.ff = 1536;
+    s.vocab = 30522, s.ctx = 512, s.pooling = name == "bge-small" ? 2 : 1;
+    s.name = name == "minilm-l6" ? "all-MiniLM-L6-v2 (synthetic)" : "bge-small-en-v1.5 (synthetic)";
+    if (name == "demo-embed") {
+      s.name = "lmhost demo-embed (synthetic)";
+      s.dim = 128, s.layers = 2, s.heads = 4, s.kv_heads = 4, s.ff = 256, s.vocab = 4096;
+    }
+  } else if (name == "nomic-embed-text") {
+    s.name = "nomic-embed-text-v1.5 (synthetic)";
+    s.arch = "nomic-bert";
+    s.dim = 768, s.layers = 12, s.heads = 12, s.kv_heads = 12, s.ff = 3072, s.vocab = 30522, s.ctx = 2048;
+    s.rope_base = 1000.0f, s.pooling = 1;
   } else {
     return std::nullopt;
   }
@@ -492,6 +513,7 @@ DType synth_tensor_type(const SynthSpec& spec, const std::string& name, const st
 SynthResult synth_model(const SynthSpec& spec, const std::string& path, int threads) {
   const auto t0 = std::chrono::steady_clock::now();
   spec.validate();
+  if (spec.arch == "bert" || spec.arch == "nomic-bert") return synth_encoder_model(spec, path, threads);
   const Vocab vocab = spec.tokenizer == SynthTokenizer::Spm ? build_spm_vocab(spec) : build_bpe_vocab(spec);
   if (static_cast<int64_t>(vocab.tokens.size()) != spec.vocab) throw Error("synth: internal error: vocab size mismatch");
 

@@ -35,6 +35,9 @@ struct SynthSpec {
   float rope_factor = 32.0f, rope_low_freq = 1.0f, rope_high_freq = 4.0f;
   int64_t rope_orig_ctx = 8192;
   SynthTokenizer tokenizer = SynthTokenizer::Spm;
+  // Encoder (embedding) models, arch "bert" or "nomic-bert" (always a WordPiece vocab):
+  int pooling = 1;          // {arch}.pooling_type: 1 mean, 2 cls, 3 last
+  float norm_eps = 1e-12f;  // {arch}.attention.layer_norm_epsilon
   std::string type = "F16";  // file type: F32 F16 BF16 Q8_0 Q4_0 Q4_1 Q5_0 Q5_1 Q4_K_M Q5_K_M Q6_K
   uint64_t seed = 42;
 
@@ -42,7 +45,8 @@ struct SynthSpec {
   void validate() const;  // throws lmhost::Error with what is wrong
 };
 
-// Known shapes: qwen2.5-0.5b, llama-3.2-1b, tinyllama-1.1b, demo.
+// Known shapes: qwen2.5-0.5b, llama-3.2-1b, tinyllama-1.1b, demo; embedding
+// models minilm-l6, bge-small, nomic-embed-text, demo-embed.
 std::optional<SynthSpec> synth_shape(std::string_view name);
 std::vector<std::string> synth_shape_names();
 std::vector<std::string> synth_file_types();
@@ -67,5 +71,7 @@ struct SynthResult {
 // Writes the model to `path` (streaming, tensor by tensor). threads = 0: all
 // hardware threads. Throws lmhost::Error on invalid specs or I/O errors.
 SynthResult synth_model(const SynthSpec& spec, const std::string& path, int threads = 0);
+// The bert / nomic-bert writer behind synth_model (model/synth_bert.cpp).
+SynthResult synth_encoder_model(const SynthSpec& spec, const std::string& path, int threads = 0);
 
 }  // namespace lmhost::model
