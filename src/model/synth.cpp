@@ -544,6 +544,7 @@ SynthResult synth_model(const SynthSpec& spec, const std::string& path, int thre
   if (!vocab.merges.empty()) w.set_string_array("tokenizer.ggml.merges", vocab.merges);
   w.set_u32("tokenizer.ggml.bos_token_id", static_cast<uint32_t>(vocab.bos));
   w.set_u32("tokenizer.ggml.eos_token_id", static_cast<uint32_t>(vocab.eos));
+  if (vocab.eot >= 0) w.set_u32("tokenizer.ggml.eot_token_id", static_cast<uint32_t>(vocab.eot));
   if (vocab.unk >= 0) w.set_u32("tokenizer.ggml.unknown_token_id", static_cast<uint32_t>(vocab.unk));
   if (vocab.pad >= 0) w.set_u32("tokenizer.ggml.padding_token_id", static_cast<uint32_t>(vocab.pad));
   w.set_bool("tokenizer.ggml.add_bos_token", vocab.add_bos);
