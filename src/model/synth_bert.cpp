@@ -1,7 +1,8 @@
 // Synthetic encoder (embedding) models: bert and nomic-bert GGUF files with
 // seeded random weights and a WordPiece vocab of our own making (real BERT
 // id layout: [PAD] 0, [unused*], [UNK] 100, [CLS] 101, [SEP] 102, [MASK] 103,
-// characters, common English words, "##" continuation pieces, letter n-grams).
+// characters, common English words, "##" continuation pieces, letter n-grams),
+// stored the way llama.cpp's converter stores WordPiece vocabs.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -62,8 +63,15 @@ WpVocab build_wordpiece(int64_t n) {
   if (n < 400) throw Error("synth: a WordPiece vocab needs at least 400 tokens");
   WpVocab v;
   std::set<std::string> seen;
-  auto add = [&](const std::string& t, int type) {
-    if (static_cast<int64_t>(v.tokens.size()) >= n || !seen.insert(t).second) return;
+  // As llama.cpp's converter stores WordPiece vocabs: a word-initial piece
+  // gets the "\u2581" prefix, a "##" continuation piece loses its "##";
+  // bracketed special tokens stay as they are.
+  auto add = [&](const std::string& raw, int type) {
+    if (static_cast<int64_t>(v.tokens.size()) >= n) return;
+    std::string t = raw;
+    if (raw.rfind("##", 0) == 0) t = raw.substr(2);
+    else if (!(raw.size() > 2 && raw.front() == '[' && raw.back() == ']')) t = "\xe2\x96\x81" + raw;
+    if (!seen.insert(t).second) return;
     v.tokens.push_back(t);
     v.types.push_back(type);
   };
