@@ -35,6 +35,7 @@ OpenAIParams read_params(const json& b, ServedModel& m, bool chat) {
   auto seed = opt_int(b, "seed", INT64_MIN, INT64_MAX);
   s.seed = seed ? static_cast<uint64_t>(*seed) : random_seed();
   p.gen.stop = opt_stop(b, "stop");
+  p.gen.ignore_eog = opt_bool(b, "ignore_eos").value_or(false);  // llama.cpp's extension
   p.n = static_cast<int>(opt_int(b, "n", 1, 16).value_or(1));
   p.stream = opt_bool(b, "stream").value_or(false);
   if (auto so = b.find("stream_options"); so != b.end() && !so->is_null()) {
