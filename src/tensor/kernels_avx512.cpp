@@ -24,13 +24,24 @@ inline __m512i load_2x256(const void* p0, const void* p1) {
                             _mm256_loadu_si256(static_cast<const __m256i*>(p1)), 1);
 }
 // Per-lane d_w * d_a for two blocks (lanes 0..7: block 0, 8..15: block 1),
-// from the raw fp16 scale bits, converted in one vcvtph2ps.
+// from the raw fp16 scale bits: assembled in a GPR, converted and multiplied
+// in an xmm, spread with one permute.
 inline __m512 scale_pair(uint16_t w0, uint16_t a0, uint16_t w1, uint16_t a1) {
-  const __m256i h = _mm256_set_m128i(_mm_set1_epi32(static_cast<int>(w1 | (static_cast<uint32_t>(a1) << 16))),
-                                     _mm_set1_epi32(static_cast<int>(w0 | (static_cast<uint32_t>(a0) << 16))));
-  const __m512 f = _mm512_cvtph_ps(h);               // [w0 a0 w0 a0 ... | w1 a1 ...]
-  return _mm512_mul_ps(f, _mm512_permute_ps(f, 0xB1));  // every lane: w * a
+  const uint64_t bits = w0 | (static_cast<uint64_t>(a0) << 16) | (static_cast<uint64_t>(w1) << 32) |
+                        (static_cast<uint64_t>(a1) << 48);
+  const __m128 f = _mm_cvtph_ps(_mm_cvtsi64_si128(static_cast<long long>(bits)));  // [w0 a0 w1 a1]
+  const __m128 p = _mm_mul_ps(f, _mm_movehdup_ps(f));                              // [w0*a0, _, w1*a1, _]
+  const __m512i idx = _mm512_set_epi32(2, 2, 2, 2, 2, 2, 2, 2, 0, 0, 0, 0, 0, 0, 0, 0);
+  return _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(p));
 }
+// Accumulates m0*s0 + m1*s1 (fp16 bits) into lanes 0 and 2 of acc.
+inline __m128 add_min_pair(__m128 acc, uint16_t m0, uint16_t s0, uint16_t m1, uint16_t s1) {
+  const uint64_t bits = m0 | (static_cast<uint64_t>(s0) << 16) | (static_cast<uint64_t>(m1) << 32) |
+                        (static_cast<uint64_t>(s1) << 48);
+  const __m128 f = _mm_cvtph_ps(_mm_cvtsi64_si128(static_cast<long long>(bits)));
+  return _mm_fmadd_ps(f, _mm_movehdup_ps(f), acc);
+}
+inline float lanes_0_2(__m128 v) { return _mm_cvtss_f32(v) + _mm_cvtss_f32(_mm_movehl_ps(v, v)); }
 inline int hsum_256_epi32(__m256i v) {
   __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
   s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
@@ -240,16 +251,16 @@ float dot_q4_1(int64_t n, const void* w, const void* a) {
   const BlockQ8_1* y = static_cast<const BlockQ8_1*>(a);
   const int64_t nb = n / QK;
   __m512 acc = _mm512_setzero_ps();
-  float summ = 0;
+  __m128 summ = _mm_setzero_ps();
   int64_t i = 0;
   for (; i + 2 <= nb; i += 2) {
     const __m512i u = expand_q4_pair(x[i].qs, x[i + 1].qs);
     const __m512i s = load_2x256(y[i].qs, y[i + 1].qs);
     const __m512 d = scale_pair(x[i].d, y[i].d, x[i + 1].d, y[i + 1].d);
     acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_dpbusd_epi32(_mm512_setzero_si512(), u, s)), d, acc);
-    summ += h2f(x[i].m) * h2f(y[i].s) + h2f(x[i + 1].m) * h2f(y[i + 1].s);
+    summ = add_min_pair(summ, x[i].m, y[i].s, x[i + 1].m, y[i + 1].s);
   }
-  float r = _mm512_reduce_add_ps(acc) + summ;
+  float r = _mm512_reduce_add_ps(acc) + lanes_0_2(summ);
   for (; i < nb; ++i) {
     const __m256i s = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[i].qs));
     const int p = hsum_256_epi32(_mm256_dpbusd_epi32(_mm256_setzero_si256(), expand_q4_one(x[i].qs), s));
@@ -295,16 +306,16 @@ float dot_q5_1(int64_t n, const void* w, const void* a) {
   const BlockQ8_1* y = static_cast<const BlockQ8_1*>(a);
   const int64_t nb = n / QK;
   __m512 acc = _mm512_setzero_ps();
-  float summ = 0;
+  __m128 summ = _mm_setzero_ps();
   int64_t i = 0;
   for (; i + 2 <= nb; i += 2) {
     const __m512i u = add_q5_high_pair(expand_q4_pair(x[i].qs, x[i + 1].qs), x[i].qh, x[i + 1].qh);
     const __m512i s = load_2x256(y[i].qs, y[i + 1].qs);
     const __m512 d = scale_pair(x[i].d, y[i].d, x[i + 1].d, y[i + 1].d);
     acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_dpbusd_epi32(_mm512_setzero_si512(), u, s)), d, acc);
-    summ += h2f(x[i].m) * h2f(y[i].s) + h2f(x[i + 1].m) * h2f(y[i + 1].s);
+    summ = add_min_pair(summ, x[i].m, y[i].s, x[i + 1].m, y[i + 1].s);
   }
-  float r = _mm512_reduce_add_ps(acc) + summ;
+  float r = _mm512_reduce_add_ps(acc) + lanes_0_2(summ);
   for (; i < nb; ++i) {
     const __m256i s = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[i].qs));
     const __m256i u = add_q5_high_one(expand_q4_one(x[i].qs), x[i].qh);
@@ -507,10 +518,12 @@ float dot_q3_k(int64_t n, const void* w, const void* a) {
                                 _mm256_set1_epi8(static_cast<char>(1 << (4 + j))), 1);
   __m512 acc = _mm512_setzero_ps();
   for (int64_t i = 0; i < nb; ++i) {
-    alignas(16) uint32_t scb[4];
+    uint32_t scb[4];
     unpack_scales_q3k_biased(x[i].scales, scb);
-    const __m256i sc16 = _mm256_cvtepi8_epi16(
-        _mm_sub_epi8(_mm_load_si128(reinterpret_cast<const __m128i*>(scb)), _mm_set1_epi8(32)));
+    // built from registers: a 16-byte load of four just-stored words would stall store forwarding
+    const __m128i scv = _mm_set_epi32(static_cast<int>(scb[3]), static_cast<int>(scb[2]), static_cast<int>(scb[1]),
+                                      static_cast<int>(scb[0]));
+    const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_sub_epi8(scv, _mm_set1_epi8(32)));
     const __m256i bs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[i].bsums));
     // the -4 offset: 4 * sum_g sc[g] * bsums[g], folded into the integer sum
     const __m256i off = _mm256_slli_epi32(_mm256_madd_epi16(bs, sc16), 2);
