@@ -229,15 +229,25 @@ float dot_q4_0(int64_t n, const void* w, const void* a) {
   const BlockQ8_0* y = static_cast<const BlockQ8_0*>(a);
   const int64_t nb = n / QK;
   const __m512i k8 = _mm512_set1_epi8(8);
-  __m512 acc = _mm512_setzero_ps();
+  __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
   int64_t i = 0;
+  for (; i + 4 <= nb; i += 4) {  // two independent block pairs per iteration
+    const __m512i u0 = expand_q4_pair(x[i].qs, x[i + 1].qs);
+    const __m512i u1 = expand_q4_pair(x[i + 2].qs, x[i + 3].qs);
+    const __m512i s0 = load_2x256(y[i].qs, y[i + 1].qs);
+    const __m512i s1 = load_2x256(y[i + 2].qs, y[i + 3].qs);
+    const __m512 d0 = scale_pair(x[i].d, y[i].d, x[i + 1].d, y[i + 1].d);
+    const __m512 d1 = scale_pair(x[i + 2].d, y[i + 2].d, x[i + 3].d, y[i + 3].d);
+    acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot2_u8_offset(u0, s0, k8)), d0, acc0);
+    acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot2_u8_offset(u1, s1, k8)), d1, acc1);
+  }
   for (; i + 2 <= nb; i += 2) {
     const __m512i u = expand_q4_pair(x[i].qs, x[i + 1].qs);
     const __m512i s = load_2x256(y[i].qs, y[i + 1].qs);
     const __m512 d = scale_pair(x[i].d, y[i].d, x[i + 1].d, y[i + 1].d);
-    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot2_u8_offset(u, s, k8)), d, acc);
+    acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot2_u8_offset(u, s, k8)), d, acc0);
   }
-  float r = _mm512_reduce_add_ps(acc);
+  float r = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
   for (; i < nb; ++i) {
     const __m256i s = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[i].qs));
     const int p = hsum_256_epi32(dot1_u8_offset(expand_q4_one(x[i].qs), s, _mm256_set1_epi8(8)));
