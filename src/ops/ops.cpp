@@ -80,7 +80,7 @@ void matmul_multi(std::span<const MatmulJob> jobs, const float* X, int64_t T, Th
     pj.W = &W;
     pj.Y = job.Y;
     pj.dot = dot;
-    pj.tile_fn = kr.vec_dot_tile[wt];
+    pj.tile_fn = T >= 2 ? kr.vec_dot_tile[wt] : nullptr;  // decode: the row kernel is faster
     pj.K = K;
     pj.N = W.n_rows();
     pj.qrow = row_bytes(qt, K);
