@@ -1,6 +1,7 @@
 // Run-time kernel selection: CPUID-based ISA detection, one table per ISA
 // (scalar entries where an ISA has no kernel of its own), LMHOST_ISA
 // override, and the checked convenience wrappers.
+#include <cctype>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -50,7 +51,8 @@ Isa selected_isa() {
   const Isa best = detect_isa();
   const char* env = std::getenv("LMHOST_ISA");
   if (!env || !*env) return best;
-  const std::string v(env);
+  std::string v(env);
+  for (char& ch : v) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
   Isa want;
   if (v == "scalar") want = Isa::Scalar;
   else if (v == "avx2") want = Isa::AVX2;

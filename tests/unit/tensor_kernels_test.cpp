@@ -5,6 +5,8 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
+#include <string>
 #include <cstring>
 #include <random>
 #include <vector>
@@ -447,4 +449,15 @@ TEST(TensorKernels, TilesMatchScalarVecDot) {
   float o[16];
   EXPECT_THROW(vec_dot_tile(DType::Q4_0, 32, buf.data(), 18, buf.data(), 34, 5, 1, o, 4), Error);
   EXPECT_THROW(vec_dot_tile(DType::IQ2_XXS, 256, buf.data(), 66, buf.data(), 292, 1, 1, o, 4), Error);
+}
+
+// kernels() is the best detected ISA unless LMHOST_ISA asks for a lower one
+// (run this binary with LMHOST_ISA=scalar|avx2|avx512 to check each).
+TEST(TensorKernels, KernelsHonourLmhostIsa) {
+  const char* env = std::getenv("LMHOST_ISA");
+  Isa want = detect_isa();
+  if (env && std::string(env) == "scalar") want = Isa::Scalar;
+  if (env && std::string(env) == "avx2" && want >= Isa::AVX2) want = Isa::AVX2;
+  EXPECT_EQ(kernels().isa, want) << "LMHOST_ISA=" << (env ? env : "(unset)");
+  std::printf("  kernels() uses %s\n", isa_name(kernels().isa));
 }
