@@ -7,6 +7,7 @@ PKGS=(
   build-essential cmake ninja-build ccache pkg-config clang
   nlohmann-json3-dev libpcre2-dev libutf8proc-dev libcli11-dev libboost1.81-dev
   libgtest-dev libgmock-dev libbenchmark-dev
+  libhiredis-dev redis-server
   python3
 )
 
