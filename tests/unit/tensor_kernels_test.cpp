@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cctype>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -455,9 +456,11 @@ TEST(TensorKernels, TilesMatchScalarVecDot) {
 // (run this binary with LMHOST_ISA=scalar|avx2|avx512 to check each).
 TEST(TensorKernels, KernelsHonourLmhostIsa) {
   const char* env = std::getenv("LMHOST_ISA");
+  std::string v = env ? env : "";
+  for (char& ch : v) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
   Isa want = detect_isa();
-  if (env && std::string(env) == "scalar") want = Isa::Scalar;
-  if (env && std::string(env) == "avx2" && want >= Isa::AVX2) want = Isa::AVX2;
+  if (v == "scalar") want = Isa::Scalar;
+  if (v == "avx2" && want >= Isa::AVX2) want = Isa::AVX2;
   EXPECT_EQ(kernels().isa, want) << "LMHOST_ISA=" << (env ? env : "(unset)");
   std::printf("  kernels() uses %s\n", isa_name(kernels().isa));
 }
