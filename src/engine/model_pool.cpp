@@ -28,6 +28,11 @@ std::string ServedModel::error() const {
 
 void ServedModel::stop() {
   if (sched_) sched_->stop();
+  if (embed_) embed_->stop();
+}
+
+Scheduler& ServedModel::no_scheduler() const {
+  throw Error("model '" + cfg_.name + "' is an embedding model; use /v1/embeddings or /api/embed", 400);
 }
 
 void ServedModel::load(const EngineOptions& opts) {
@@ -53,6 +58,21 @@ void ServedModel::load(const EngineOptions& opts) {
     uint64_t best = 0;
     for (auto [t, b] : bytes_by_type)
       if (b > best) { best = b; quant_ = dtype_name(t); }
+    if (is_embedding_model(*file_)) {  // bert / nomic-bert: an embedding batcher instead of a scheduler
+      tok_ = Tokenizer::from_gguf(*file_);
+      auto em = EmbeddingModel::load(file_);
+      em->digest();  // computed once at load (cache identity)
+      EmbedOptions eo = opts.embed;
+      if (eo.n_threads == 0) eo.n_threads = opts.n_threads;
+      embed_ = std::make_shared<EmbedBatcher>(em, eo);
+      load_ms_ = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+      loaded_at_ = std::chrono::system_clock::now();
+      state_.store(ModelState::Ready, std::memory_order_release);
+      std::fprintf(stderr, "lmhost: embedding model '%s' ready (%s, %s, %.1f M parameters, ctx %d, %s pooling) in %.0f ms\n",
+                   cfg_.name.c_str(), arch_.c_str(), quant_.c_str(), parameters_ / 1e6, em->n_ctx(),
+                   pooling_name(em->pooling()), load_ms_);
+      return;
+    }
     model_ = Model::load(file_);
     tok_ = Tokenizer::from_gguf(*file_);
     if (auto tpl = file_->get_string("tokenizer.chat_template")) {

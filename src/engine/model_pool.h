@@ -13,6 +13,7 @@
 #include <thread>
 #include <vector>
 
+#include "engine/embed_batcher.h"
 #include "engine/scheduler.h"
 #include "template/chat_template.h"
 #include "tokenizer/tokenizer.h"
@@ -28,6 +29,7 @@ struct EngineOptions {
   int n_threads = 0;    // 0: physical cores
   int max_queue = 64;   // waiting requests per model before 503
   int chunk = 256;      // prompt tokens per step
+  EmbedOptions embed;   // embedding models (bert, nomic-bert): dynamic batching
 };
 
 enum class ModelState { Loading, Ready, Failed };
@@ -54,8 +56,13 @@ class ServedModel {
 
   // Valid once state() == Ready.
   const Tokenizer& tokenizer() const { return *tok_; }
-  Scheduler& scheduler() { return *sched_; }
-  const Scheduler& scheduler() const { return *sched_; }
+  // Generation models only: Error(400) for an embedding model.
+  Scheduler& scheduler() { return sched_ ? *sched_ : no_scheduler(); }
+  const Scheduler& scheduler() const { return sched_ ? *sched_ : no_scheduler(); }
+  // Embedding models (arch bert / nomic-bert): no scheduler; an EmbedBatcher instead.
+  bool is_embedding() const { return embed_ != nullptr; }
+  EmbedBatcher& embedder() const { return *embed_; }
+  std::shared_ptr<const EmbeddingModel> embedding_model() const { return embed_ ? embed_->model_ptr() : nullptr; }
   const gguf::File& file() const { return *file_; }
   std::shared_ptr<const Model> model() const { return model_; }
   // The parsed tokenizer.chat_template (nullopt when absent or unparsable).
@@ -83,6 +90,8 @@ class ServedModel {
   std::shared_ptr<const Model> model_;
   std::unique_ptr<Tokenizer> tok_;
   std::unique_ptr<Scheduler> sched_;
+  std::shared_ptr<EmbedBatcher> embed_;
+  [[noreturn]] Scheduler& no_scheduler() const;
   std::optional<ChatTemplate> template_;
   std::string template_source_;
   std::string arch_, quant_;
