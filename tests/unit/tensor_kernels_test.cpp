@@ -95,6 +95,7 @@ std::pair<double, double> ref_dot(const std::vector<float>& w, const std::vector
 
 std::vector<int64_t> lengths_for(DType t) {
   if (dtype_info(t).block_size == 256) return {256, 768, 4096};
+  if (dtype_info(t).block_size == 1) return {1, 7, 17, 96, 4099, 11008};  // SIMD tails
   return {32, 96, 256, 4096, 4128, 11008};
 }
 
@@ -189,6 +190,7 @@ TEST(TensorKernels, SimdActivationQuantizeMatchesScalar) {
     const Kernels& kf = kernels_for(isa);
     for (DType t : {DType::Q8_0, DType::Q8_1, DType::Q8_K, DType::F16, DType::BF16, DType::F32}) {
       for (int64_t n : {256, 4096}) {
+        if (dtype_info(t).block_size == 1) n += 13;  // SIMD tails
         auto x = random_floats(n, rng, 3.0f);
         for (int i = 0; i < 32; ++i) x[i] = 0.0f;  // an all-zero block
         const auto want = quantize(ks, t, x);
@@ -409,7 +411,8 @@ TEST(TensorKernels, TilesMatchScalarVecDot) {
   for (DType t : kWeightTypes) {
     const DType vt = vec_dot_type(t);
     const uint32_t ti = static_cast<uint32_t>(t);
-    for (int64_t n : {dtype_info(t).block_size == 256 ? int64_t{512} : int64_t{96}, int64_t{4096}}) {
+    const bool plain = dtype_info(t).block_size == 1;
+    for (int64_t n : {dtype_info(t).block_size == 256 ? int64_t{512} : int64_t{96}, int64_t{plain ? 4099 : 4096}}) {
       const size_t ws = row_bytes(t, n), as = row_bytes(vt, n);
       std::vector<uint8_t> w, a;
       for (int r = 0; r < kTileMax; ++r) {
