@@ -415,6 +415,128 @@ float dot_q3_k(int64_t n, const void* w, const void* a) {
   return hsum_ps(acc);
 }
 
+
+// ------------------------------------------------------------- matmul tiles
+// 2 x 2 sub-tiles (16 ymm registers): each weight block is decoded once for
+// both activation rows, each activation block loaded once for both weights.
+
+using TileImpl = void (*)(int64_t n, const uint8_t* w, size_t ws, const uint8_t* a, size_t as, float* out, size_t os);
+
+// kQ4: Q4_0 weights (nibbles - 8), else Q8_0 weights; Q8_0 activations.
+template <bool kQ4, int NW, int NA>
+void tile_legacy(int64_t n, const uint8_t* w, size_t ws, const uint8_t* a, size_t as, float* out, size_t os) {
+  const int64_t nb = n / QK;
+  const size_t wbs = kQ4 ? sizeof(BlockQ4_0) : sizeof(BlockQ8_0);
+  __m256 acc[NW][NA];
+#pragma GCC unroll 4
+  for (int r = 0; r < NW; ++r)
+#pragma GCC unroll 4
+    for (int c = 0; c < NA; ++c) acc[r][c] = _mm256_setzero_ps();
+  for (int64_t i = 0; i < nb; ++i) {
+    __m256i av[NA];
+    float da[NA];
+#pragma GCC unroll 4
+    for (int c = 0; c < NA; ++c) {
+      const BlockQ8_0* y = reinterpret_cast<const BlockQ8_0*>(a + c * as) + i;
+      av[c] = loadu(y->qs);
+      da[c] = h2f(y->d);
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < NW; ++r) {
+      const uint8_t* blk = w + r * ws + i * wbs;
+      uint16_t dh;
+      std::memcpy(&dh, blk, 2);
+      const __m256i wv = kQ4 ? _mm256_sub_epi8(expand_q4(blk + 2), _mm256_set1_epi8(8)) : loadu(blk + 2);
+      const __m256i wabs = _mm256_sign_epi8(wv, wv);
+      const float dw = h2f(dh);
+#pragma GCC unroll 4
+      for (int c = 0; c < NA; ++c) {
+        const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(wabs, _mm256_sign_epi8(av[c], wv)), _mm256_set1_epi16(1));
+        acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(dw * da[c]), acc[r][c]);
+      }
+    }
+  }
+  for (int r = 0; r < NW; ++r)
+    for (int c = 0; c < NA; ++c) out[r * os + c] = hsum_ps(acc[r][c]);
+}
+template <int NW, int NA> void tile_q4_0(int64_t n, const uint8_t* w, size_t ws, const uint8_t* a, size_t as, float* out, size_t os) {
+  tile_legacy<true, NW, NA>(n, w, ws, a, as, out, os);
+}
+template <int NW, int NA> void tile_q8_0(int64_t n, const uint8_t* w, size_t ws, const uint8_t* a, size_t as, float* out, size_t os) {
+  tile_legacy<false, NW, NA>(n, w, ws, a, as, out, os);
+}
+
+template <int NW, int NA>
+void tile_q6_k(int64_t n, const uint8_t* w, size_t ws, const uint8_t* a, size_t as, float* out, size_t os) {
+  const int64_t nb = n / QK_K;
+  const __m256i m4 = _mm256_set1_epi8(0x0F), m3 = _mm256_set1_epi8(3);
+  __m256 acc[NW][NA];
+#pragma GCC unroll 4
+  for (int r = 0; r < NW; ++r)
+#pragma GCC unroll 4
+    for (int c = 0; c < NA; ++c) acc[r][c] = _mm256_setzero_ps();
+  for (int64_t i = 0; i < nb; ++i) {
+    __m256i sumi[NW][NA];
+#pragma GCC unroll 4
+    for (int r = 0; r < NW; ++r) {
+      const BlockQ6_K* x = reinterpret_cast<const BlockQ6_K*>(w + r * ws) + i;
+#pragma GCC unroll 4
+      for (int c = 0; c < NA; ++c) {
+        const BlockQ8_K* y = reinterpret_cast<const BlockQ8_K*>(a + c * as) + i;
+        int off = 0;
+        for (int g = 0; g < 16; ++g) off += x->scales[g] * y->bsums[g];
+        sumi[r][c] = _mm256_setr_epi32(-32 * off, 0, 0, 0, 0, 0, 0, 0);
+      }
+    }
+    for (int h = 0; h < 2; ++h) {
+      for (int g = 0; g < 4; ++g) {
+        __m256i av[NA];
+#pragma GCC unroll 4
+        for (int c = 0; c < NA; ++c) av[c] = loadu((reinterpret_cast<const BlockQ8_K*>(a + c * as) + i)->qs + 128 * h + 32 * g);
+#pragma GCC unroll 4
+        for (int r = 0; r < NW; ++r) {
+          const BlockQ6_K* x = reinterpret_cast<const BlockQ6_K*>(w + r * ws) + i;
+          const __m256i l = loadu(x->ql + 64 * h + 32 * (g & 1));
+          const __m256i hb = loadu(x->qh + 32 * h);
+          const __m256i lo = g < 2 ? _mm256_and_si256(l, m4) : _mm256_and_si256(_mm256_srli_epi16(l, 4), m4);
+          const __m256i wq = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2 * g), m3), 4));
+          const __m256i sc = scales_2x8(x->scales[8 * h + 2 * g], x->scales[8 * h + 2 * g + 1]);
+#pragma GCC unroll 4
+          for (int c = 0; c < NA; ++c)
+            sumi[r][c] = _mm256_add_epi32(sumi[r][c], _mm256_madd_epi16(_mm256_maddubs_epi16(wq, av[c]), sc));
+        }
+      }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < NW; ++r) {
+      const float d = h2f((reinterpret_cast<const BlockQ6_K*>(w + r * ws) + i)->d);
+#pragma GCC unroll 4
+      for (int c = 0; c < NA; ++c) {
+        const float dy = (reinterpret_cast<const BlockQ8_K*>(a + c * as) + i)->d;
+        acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi[r][c]), _mm256_set1_ps(d * dy), acc[r][c]);
+      }
+    }
+  }
+  for (int r = 0; r < NW; ++r)
+    for (int c = 0; c < NA; ++c) out[r * os + c] = hsum_ps(acc[r][c]);
+}
+
+template <TileImpl T11, TileImpl T12, TileImpl T21, TileImpl T22>
+void run_tile_2x2(int64_t n, const void* w, size_t ws, const void* a, size_t as, int nw, int na, float* out,
+                  size_t os) {
+  static const TileImpl tbl[2][2] = {{T11, T12}, {T21, T22}};
+  const uint8_t* wb = static_cast<const uint8_t*>(w);
+  const uint8_t* ab = static_cast<const uint8_t*>(a);
+  for (int r0 = 0; r0 < nw; r0 += 2) {
+    const int nr = nw - r0 < 2 ? nw - r0 : 2;
+    for (int c0 = 0; c0 < na; c0 += 2) {
+      const int nc = na - c0 < 2 ? na - c0 : 2;
+      tbl[nr - 1][nc - 1](n, wb + r0 * ws, ws, ab + c0 * as, as, out + r0 * os + c0, os);
+    }
+  }
+}
+#define LMHOST_TILE2(F) run_tile_2x2<F<1, 1>, F<1, 2>, F<2, 1>, F<2, 2>>
+
 }  // namespace
 
 void fill_avx2(Kernels& k) {
@@ -442,16 +564,17 @@ void fill_avx2(Kernels& k) {
   k.vec_dot_tile[id(DType::F32)] = tile_from_dot<dot_f32>;
   k.vec_dot_tile[id(DType::F16)] = tile_from_dot<dot_half<load8_f16, one_f16>>;
   k.vec_dot_tile[id(DType::BF16)] = tile_from_dot<dot_half<load8_bf16, one_bf16>>;
-  k.vec_dot_tile[id(DType::Q4_0)] = tile_from_dot<dot_q4_0>;
+  k.vec_dot_tile[id(DType::Q4_0)] = LMHOST_TILE2(tile_q4_0);
   k.vec_dot_tile[id(DType::Q4_1)] = tile_from_dot<dot_q4_1>;
   k.vec_dot_tile[id(DType::Q5_0)] = tile_from_dot<dot_q5_0>;
   k.vec_dot_tile[id(DType::Q5_1)] = tile_from_dot<dot_q5_1>;
-  k.vec_dot_tile[id(DType::Q8_0)] = tile_from_dot<dot_q8_0>;
+  k.vec_dot_tile[id(DType::Q8_0)] = LMHOST_TILE2(tile_q8_0);
   k.vec_dot_tile[id(DType::Q2_K)] = tile_from_dot<dot_q2_k>;
   k.vec_dot_tile[id(DType::Q3_K)] = tile_from_dot<dot_q3_k>;
+  // a Q4_K 2x2 tile needs more than 16 ymm registers and loses to the row kernel
   k.vec_dot_tile[id(DType::Q4_K)] = tile_from_dot<dot_q45_k<false>>;
   k.vec_dot_tile[id(DType::Q5_K)] = tile_from_dot<dot_q45_k<true>>;
-  k.vec_dot_tile[id(DType::Q6_K)] = tile_from_dot<dot_q6_k>;
+  k.vec_dot_tile[id(DType::Q6_K)] = LMHOST_TILE2(tile_q6_k);
 }
 
 }  // namespace lmhost::detail
