@@ -8,6 +8,7 @@
 #include <string>
 
 #include "engine/model_pool.h"
+#include "gateway/embed_cache.h"
 #include "server/http.h"
 
 namespace lmhost::api {
@@ -15,6 +16,8 @@ namespace lmhost::api {
 struct ApiOptions {
   std::chrono::seconds request_timeout{600};  // REQUEST_TIMEOUT_SECONDS: a generation ends with "timeout" after this
   std::string version = "0.1.0";
+  // Embedding cache; null: built from CACHE_SIZE / REDIS_URL / CACHE_TTL_SECONDS by register_routes.
+  std::shared_ptr<gateway::EmbeddingCache> embed_cache;
 };
 
 // Adds every route and the error formatter (OpenAI shape, Ollama's

@@ -343,7 +343,17 @@ void register_native(server::Router& r, std::shared_ptr<Ctx> ctx) {
       json e = {{"name", m->name()}, {"state", model_state_name(m->state())}, {"demo", m->demo()}};
       if (m->state() == ModelState::Failed) e["error"] = m->error();
       if (m->state() == ModelState::Loading) loading = true;
-      if (m->state() == ModelState::Ready) {
+      if (m->state() == ModelState::Ready && m->is_embedding()) {  // embedding model: batcher stats
+        any_ready = true;
+        const EmbedStats st = m->embedder().stats();
+        e["embedding"] = true;
+        e["n_ctx"] = m->embedding_model()->n_ctx();
+        e["queue"] = {{"waiting", st.queued}, {"max", st.max_queue}, {"rejected_total", st.rejected}};
+        e["requests_total"] = st.requests;
+        e["sequences_total"] = st.sequences;
+        e["batches_total"] = st.passes;
+        e["dropped_total"] = st.dropped;
+      } else if (m->state() == ModelState::Ready) {
         any_ready = true;
         const SchedulerStats st = m->scheduler().stats();
         e["slots"] = {{"total", st.n_parallel}, {"active", st.active}, {"idle", st.n_parallel - st.active}};
@@ -356,7 +366,9 @@ void register_native(server::Router& r, std::shared_ptr<Ctx> ctx) {
       models.push_back(std::move(e));
     }
     const char* status = loading ? "loading" : any_ready ? "ok" : "error";
-    return HttpResponse::json(loading || !any_ready ? 503 : 200, dump(json{{"status", status}, {"models", models}}));
+    json health{{"status", status}, {"models", models}};
+    if (json cache = embedding_cache_health(*ctx); !cache.is_null()) health["cache"] = std::move(cache);
+    return HttpResponse::json(loading || !any_ready ? 503 : 200, dump(health));
   });
 
   r.add("POST", "/tokenize", [ctx](HttpRequest& req) {
@@ -443,6 +455,7 @@ void register_routes(server::Router& router, std::shared_ptr<ModelPool> pool, Ap
   register_native(router, ctx);
   register_openai(router, ctx);
   register_ollama(router, ctx);
+  register_embeddings(router, ctx);
 }
 
 }  // namespace lmhost::api

@@ -120,5 +120,8 @@ int64_t unix_now();
 void register_openai(server::Router& r, std::shared_ptr<Ctx> ctx);
 void register_ollama(server::Router& r, std::shared_ptr<Ctx> ctx);
 void register_native(server::Router& r, std::shared_ptr<Ctx> ctx);
+// Embeddings (api/embeddings.cpp): /v1/embeddings, /api/embed, /api/embeddings, /api/v1/cache.
+void register_embeddings(server::Router& r, std::shared_ptr<Ctx> ctx);
+json embedding_cache_health(const Ctx& ctx);  // null without a cache
 
 }  // namespace lmhost::api

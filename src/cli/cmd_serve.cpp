@@ -60,6 +60,18 @@ std::string demo_path() {
   return dir + "/demo-v1.gguf";
 }
 
+// The demo embedding model (a tiny synthesized bert) next to the demo model.
+void ensure_demo_embed(const std::string& path) {
+  std::error_code ec;
+  if (fs::exists(path, ec) && fs::file_size(path, ec) > 0) return;
+  auto spec = model::synth_shape("demo-embed");
+  if (!spec) throw Error("the built-in demo-embed shape is missing");
+  const std::string tmp = path + ".tmp." + std::to_string(getpid());
+  model::synth_model(*spec, tmp, 1);
+  fs::rename(tmp, path, ec);
+  if (ec) throw Error("cannot write the demo embedding model to " + path + ": " + ec.message());
+}
+
 void ensure_demo(const std::string& path) {
   std::error_code ec;
   if (fs::exists(path, ec) && fs::file_size(path, ec) > 0) return;
@@ -80,6 +92,12 @@ int serve(const ServeOptions& o) {
   eo.n_threads = o.threads;
   eo.max_queue = o.max_queue >= 0 ? o.max_queue : env_int("MAX_QUEUE", 64);
   if (eo.n_parallel < 1 || eo.n_parallel > 256) throw Error("--parallel must be between 1 and 256");
+  eo.embed.batch_size = env_int("BATCH_SIZE", 32);  // embedding models: dynamic batching
+  eo.embed.max_batch_tokens = env_int("MAX_BATCH_TOKENS", 8192);
+  eo.embed.max_wait = std::chrono::microseconds(env_int("BATCH_WAIT_US", 2000));
+  eo.embed.max_queue = env_int("EMBED_MAX_QUEUE", 1024);
+  if (eo.embed.batch_size < 1 || eo.embed.max_batch_tokens < 1 || eo.embed.max_queue < 1)
+    throw Error("BATCH_SIZE, MAX_BATCH_TOKENS and EMBED_MAX_QUEUE must be positive");
   auto pool = std::make_shared<ModelPool>(eo);
 
   std::vector<std::string> specs = o.models;
@@ -110,6 +128,12 @@ int serve(const ServeOptions& o) {
     c.demo = true;
     c.prepare = ensure_demo;
     pool->add(std::move(c));
+    ModelConfig e;
+    e.name = "demo-embed";
+    e.path = fs::path(demo_path()).parent_path().string() + "/demo-embed-v1.gguf";
+    e.demo = true;
+    e.prepare = ensure_demo_embed;
+    pool->add(std::move(e));
   }
 
   auto router = std::make_shared<server::Router>();
