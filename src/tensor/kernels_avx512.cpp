@@ -847,6 +847,23 @@ inline __m512 load_bf16_mask_b(const uint8_t* p, __mmask16 m) { return load_bf16
 
 template <int kEltBytes, __m512 (*Load)(const uint8_t*), __m512 (*LoadMask)(const uint8_t*, __mmask16)>
 struct FloatTile {
+  // 16 elements of every (row, column) pair; m = 0xFFFF in the main loop.
+  template <int NW, int NA>
+  static inline __attribute__((always_inline)) void step(const uint8_t* w, size_t ws, const uint8_t* a, size_t as,
+                                                         int64_t i, __mmask16 m, __m512 (&acc)[NW][NA]) {
+    __m512 av[NA];
+#pragma GCC unroll 8
+    for (int c = 0; c < NA; ++c)
+      av[c] = m == 0xFFFF ? _mm512_loadu_ps(reinterpret_cast<const float*>(a + c * as) + i)
+                          : _mm512_maskz_loadu_ps(m, reinterpret_cast<const float*>(a + c * as) + i);
+#pragma GCC unroll 8
+    for (int r = 0; r < NW; ++r) {
+      const uint8_t* wp = w + r * ws + i * kEltBytes;
+      const __m512 wv = m == 0xFFFF ? Load(wp) : LoadMask(wp, m);
+#pragma GCC unroll 8
+      for (int c = 0; c < NA; ++c) acc[r][c] = _mm512_fmadd_ps(wv, av[c], acc[r][c]);
+    }
+  }
   template <int NW, int NA>
   static void run(int64_t n, const uint8_t* w, size_t ws, const uint8_t* a, size_t as, float* out, size_t os) {
     __m512 acc[NW][NA];
@@ -854,19 +871,9 @@ struct FloatTile {
     for (int r = 0; r < NW; ++r)
 #pragma GCC unroll 8
       for (int c = 0; c < NA; ++c) acc[r][c] = _mm512_setzero_ps();
-    for (int64_t i = 0; i < n; i += 16) {
-      const __mmask16 m = n - i >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << (n - i)) - 1);
-      __m512 av[NA];
-#pragma GCC unroll 8
-      for (int c = 0; c < NA; ++c) av[c] = _mm512_maskz_loadu_ps(m, reinterpret_cast<const float*>(a + c * as) + i);
-#pragma GCC unroll 8
-      for (int r = 0; r < NW; ++r) {
-        const uint8_t* wp = w + r * ws + i * kEltBytes;
-        const __m512 wv = m == 0xFFFF ? Load(wp) : LoadMask(wp, m);
-#pragma GCC unroll 8
-        for (int c = 0; c < NA; ++c) acc[r][c] = _mm512_fmadd_ps(wv, av[c], acc[r][c]);
-      }
-    }
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) step(w, ws, a, as, i, 0xFFFF, acc);
+    if (i < n) step(w, ws, a, as, i, static_cast<__mmask16>((1u << (n - i)) - 1), acc);
     for (int r = 0; r < NW; ++r)
       for (int c = 0; c < NA; ++c) out[r * os + c] = _mm512_reduce_add_ps(acc[r][c]);
   }
