@@ -568,48 +568,101 @@ inline __m512 half_pair(uint16_t h0, uint16_t h1) {
   return _mm512_cvtph_ps(_mm256_set_m128i(_mm_set1_epi16(static_cast<short>(h1)), _mm_set1_epi16(static_cast<short>(h0))));
 }
 
-template <int NW, int NA>
-void tile_q4_0(int64_t n, const uint8_t* w, size_t ws, const uint8_t* a, size_t as, float* out, size_t os) {
+// Legacy weight types with unsigned quants: Q4_0 / Q5_0 (offset 8 / 16,
+// Q8_0 activations) and Q4_1 / Q5_1 (min m, Q8_1 activations with s = d*sum).
+struct LegQ4_0 {
+  using W = BlockQ4_0; using A = BlockQ8_0;
+  static constexpr int kOffset = 8; static constexpr bool kMin = false;
+  static __m512i decode(const W* x) { return expand_q4_pair(x[0].qs, x[1].qs); }
+  static float dot(int64_t n, const void* w, const void* a) { return dot_q4_0(n, w, a); }
+  static uint16_t m(const W&) { return 0; }
+  static uint16_t s(const A&) { return 0; }
+};
+struct LegQ5_0 {
+  using W = BlockQ5_0; using A = BlockQ8_0;
+  static constexpr int kOffset = 16; static constexpr bool kMin = false;
+  static __m512i decode(const W* x) { return add_q5_high_pair(expand_q4_pair(x[0].qs, x[1].qs), x[0].qh, x[1].qh); }
+  static float dot(int64_t n, const void* w, const void* a) { return dot_q5_0(n, w, a); }
+  static uint16_t m(const W&) { return 0; }
+  static uint16_t s(const A&) { return 0; }
+};
+struct LegQ4_1 {
+  using W = BlockQ4_1; using A = BlockQ8_1;
+  static constexpr int kOffset = 0; static constexpr bool kMin = true;
+  static __m512i decode(const W* x) { return expand_q4_pair(x[0].qs, x[1].qs); }
+  static float dot(int64_t n, const void* w, const void* a) { return dot_q4_1(n, w, a); }
+  static uint16_t m(const W& x) { return x.m; }
+  static uint16_t s(const A& y) { return y.s; }
+};
+struct LegQ5_1 {
+  using W = BlockQ5_1; using A = BlockQ8_1;
+  static constexpr int kOffset = 0; static constexpr bool kMin = true;
+  static __m512i decode(const W* x) { return add_q5_high_pair(expand_q4_pair(x[0].qs, x[1].qs), x[0].qh, x[1].qh); }
+  static float dot(int64_t n, const void* w, const void* a) { return dot_q5_1(n, w, a); }
+  static uint16_t m(const W& x) { return x.m; }
+  static uint16_t s(const A& y) { return y.s; }
+};
+
+template <class L, int NW, int NA>
+void tile_leg(int64_t n, const uint8_t* w, size_t ws, const uint8_t* a, size_t as, float* out, size_t os) {
+  using W = typename L::W;
+  using A = typename L::A;
   const int64_t nb = n / QK;
-  const __m512i k8 = _mm512_set1_epi8(8);
+  const __m512i koff = _mm512_set1_epi8(static_cast<char>(L::kOffset));
   __m512 acc[NW][NA];
-  #pragma GCC unroll 8
+#pragma GCC unroll 8
   for (int r = 0; r < NW; ++r)
-    #pragma GCC unroll 8
+#pragma GCC unroll 8
     for (int c = 0; c < NA; ++c) acc[r][c] = _mm512_setzero_ps();
   int64_t i = 0;
   for (; i + 2 <= nb; i += 2) {
     __m512i av[NA], corr[NA];
-    __m512 da[NA];
-    #pragma GCC unroll 8
+    __m512 da[NA], sa[NA];
+#pragma GCC unroll 8
     for (int c = 0; c < NA; ++c) {
-      const BlockQ8_0* y = reinterpret_cast<const BlockQ8_0*>(a + c * as) + i;
+      const A* y = reinterpret_cast<const A*>(a + c * as) + i;
       av[c] = load_2x256(y[0].qs, y[1].qs);
-      corr[c] = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_dpbusd_epi32(_mm512_setzero_si512(), k8, av[c]));
+      if constexpr (L::kOffset != 0)  // -offset * sum(a), folded into the dpbusd accumulator
+        corr[c] = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_dpbusd_epi32(_mm512_setzero_si512(), koff, av[c]));
+      else
+        corr[c] = _mm512_setzero_si512();
       da[c] = half_pair(y[0].d, y[1].d);
+      if constexpr (L::kMin) sa[c] = half_pair(L::s(y[0]), L::s(y[1]));
     }
-    #pragma GCC unroll 8
+#pragma GCC unroll 8
     for (int r = 0; r < NW; ++r) {
-      const BlockQ4_0* x = reinterpret_cast<const BlockQ4_0*>(w + r * ws) + i;
-      const __m512i u = expand_q4_pair(x[0].qs, x[1].qs);
+      const W* x = reinterpret_cast<const W*>(w + r * ws) + i;
+      const __m512i u = L::decode(x);
       const __m512 dw = half_pair(x[0].d, x[1].d);
-      #pragma GCC unroll 8
+      __m512 mw = _mm512_setzero_ps();
+      if constexpr (L::kMin)  // m0 in lane 0, m1 in lane 8: one FMA adds m*s per block
+        mw = _mm512_maskz_mov_ps(0x0101, half_pair(L::m(x[0]), L::m(x[1])));
+#pragma GCC unroll 8
       for (int c = 0; c < NA; ++c) {
-        const __m512i p = _mm512_dpbusd_epi32(corr[c], u, av[c]);  // sum(u*a) - 8*sum(a)
+        const __m512i p = _mm512_dpbusd_epi32(corr[c], u, av[c]);
         acc[r][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_mul_ps(dw, da[c]), acc[r][c]);
+        if constexpr (L::kMin) acc[r][c] = _mm512_fmadd_ps(mw, sa[c], acc[r][c]);
       }
     }
   }
-  #pragma GCC unroll 8
   for (int r = 0; r < NW; ++r)
-    #pragma GCC unroll 8
     for (int c = 0; c < NA; ++c) {
       float s = _mm512_reduce_add_ps(acc[r][c]);
-      if (i < nb)
-        s += dot_q4_0(QK, reinterpret_cast<const BlockQ4_0*>(w + r * ws) + i,
-                      reinterpret_cast<const BlockQ8_0*>(a + c * as) + i);
+      if (i < nb) s += L::dot(QK, reinterpret_cast<const W*>(w + r * ws) + i, reinterpret_cast<const A*>(a + c * as) + i);
       out[r * os + c] = s;
     }
+}
+template <int NW, int NA> void tile_q4_0(int64_t n, const uint8_t* w, size_t ws, const uint8_t* a, size_t as, float* out, size_t os) {
+  tile_leg<LegQ4_0, NW, NA>(n, w, ws, a, as, out, os);
+}
+template <int NW, int NA> void tile_q5_0(int64_t n, const uint8_t* w, size_t ws, const uint8_t* a, size_t as, float* out, size_t os) {
+  tile_leg<LegQ5_0, NW, NA>(n, w, ws, a, as, out, os);
+}
+template <int NW, int NA> void tile_q4_1(int64_t n, const uint8_t* w, size_t ws, const uint8_t* a, size_t as, float* out, size_t os) {
+  tile_leg<LegQ4_1, NW, NA>(n, w, ws, a, as, out, os);
+}
+template <int NW, int NA> void tile_q5_1(int64_t n, const uint8_t* w, size_t ws, const uint8_t* a, size_t as, float* out, size_t os) {
+  tile_leg<LegQ5_1, NW, NA>(n, w, ws, a, as, out, os);
 }
 
 template <int NW, int NA>
@@ -918,6 +971,21 @@ void vec_dot_tile_q4_0(int64_t n, const void* w, size_t ws, const void* a, size_
   static const TileImpl tbl[4][4] = LMHOST_TILE_TABLE(tile_q4_0);
   run_tile<4, 4>(tbl, n, w, ws, a, as, nw, na, out, os);
 }
+void vec_dot_tile_q5_0(int64_t n, const void* w, size_t ws, const void* a, size_t as, int nw, int na, float* out,
+                       size_t os) {
+  static const TileImpl tbl[4][4] = LMHOST_TILE_TABLE(tile_q5_0);
+  run_tile<4, 4>(tbl, n, w, ws, a, as, nw, na, out, os);
+}
+void vec_dot_tile_q4_1(int64_t n, const void* w, size_t ws, const void* a, size_t as, int nw, int na, float* out,
+                       size_t os) {
+  static const TileImpl tbl[4][4] = LMHOST_TILE_TABLE(tile_q4_1);
+  run_tile<4, 4>(tbl, n, w, ws, a, as, nw, na, out, os);
+}
+void vec_dot_tile_q5_1(int64_t n, const void* w, size_t ws, const void* a, size_t as, int nw, int na, float* out,
+                       size_t os) {
+  static const TileImpl tbl[4][4] = LMHOST_TILE_TABLE(tile_q5_1);
+  run_tile<4, 4>(tbl, n, w, ws, a, as, nw, na, out, os);
+}
 void vec_dot_tile_q8_0(int64_t n, const void* w, size_t ws, const void* a, size_t as, int nw, int na, float* out,
                        size_t os) {
   static const TileImpl tbl[4][4] = LMHOST_TILE_TABLE(tile_q8_0);
@@ -983,9 +1051,9 @@ void fill_avx512(Kernels& k) {
   k.vec_dot_tile[id(DType::F16)] = vec_dot_tile_f16;
   k.vec_dot_tile[id(DType::BF16)] = vec_dot_tile_bf16;
   k.vec_dot_tile[id(DType::Q4_0)] = vec_dot_tile_q4_0;
-  k.vec_dot_tile[id(DType::Q4_1)] = tile_from_dot<dot_q4_1>;
-  k.vec_dot_tile[id(DType::Q5_0)] = tile_from_dot<dot_q5_0>;
-  k.vec_dot_tile[id(DType::Q5_1)] = tile_from_dot<dot_q5_1>;
+  k.vec_dot_tile[id(DType::Q4_1)] = vec_dot_tile_q4_1;
+  k.vec_dot_tile[id(DType::Q5_0)] = vec_dot_tile_q5_0;
+  k.vec_dot_tile[id(DType::Q5_1)] = vec_dot_tile_q5_1;
   k.vec_dot_tile[id(DType::Q8_0)] = vec_dot_tile_q8_0;
   k.vec_dot_tile[id(DType::Q2_K)] = tile_from_dot<dot_q2_k>;
   k.vec_dot_tile[id(DType::Q3_K)] = tile_from_dot<dot_q3_k>;
