@@ -941,6 +941,99 @@ template <int NW, int NA> void tile_bf16(int64_t n, const uint8_t* w, size_t ws,
   FloatTile<2, load_bf16_b, load_bf16_mask_b>::run<NW, NA>(n, w, ws, a, as, out, os);
 }
 
+// Q2_K (kQ3 = false) / Q3_K (kQ3 = true) tiles.
+template <bool kQ3, int NW, int NA>
+void tile_q23_k(int64_t n, const uint8_t* w, size_t ws, const uint8_t* a, size_t as, float* out, size_t os) {
+  const int64_t nb = n / QK_K;
+  const __m512i m3 = _mm512_set1_epi8(3), k4 = _mm512_set1_epi8(4);
+  const __m512i idx[4] = {idx_q2(0), idx_q2(1), idx_q2(2), idx_q2(3)};
+  __m512 acc[NW][NA];
+#pragma GCC unroll 8
+  for (int r = 0; r < NW; ++r)
+#pragma GCC unroll 8
+    for (int c = 0; c < NA; ++c) acc[r][c] = _mm512_setzero_ps();
+  for (int64_t i = 0; i < nb; ++i) {
+    __m512i sumi[NW][NA], sc[NW];
+#pragma GCC unroll 8
+    for (int r = 0; r < NW; ++r) {
+      __m256i sc16, mn16 = _mm256_setzero_si256();
+      float dmin = 0;
+      if constexpr (kQ3) {
+        const BlockQ3_K* x = reinterpret_cast<const BlockQ3_K*>(w + r * ws) + i;
+        uint32_t scb[4];
+        unpack_scales_q3k_biased(x->scales, scb);
+        const __m128i scv = _mm_set_epi32(static_cast<int>(scb[3]), static_cast<int>(scb[2]),
+                                          static_cast<int>(scb[1]), static_cast<int>(scb[0]));
+        sc16 = _mm256_cvtepi8_epi16(_mm_sub_epi8(scv, _mm_set1_epi8(32)));
+      } else {
+        const BlockQ2_K* x = reinterpret_cast<const BlockQ2_K*>(w + r * ws) + i;
+        const __m128i sc8 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(x->scales));
+        sc16 = _mm256_cvtepu8_epi16(_mm_and_si128(sc8, _mm_set1_epi8(0x0F)));
+        mn16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sc8, 4), _mm_set1_epi8(0x0F)));
+        dmin = h2f(x->dmin);
+      }
+      sc[r] = _mm512_castsi256_si512(sc16);
+#pragma GCC unroll 8
+      for (int c = 0; c < NA; ++c) {
+        const BlockQ8_K* y = reinterpret_cast<const BlockQ8_K*>(a + c * as) + i;
+        const __m256i bs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y->bsums));
+        if constexpr (kQ3) {  // the -4 offset: -4 * sum_g sc[g] * bsums[g], in the integer sum
+          sumi[r][c] = _mm512_zextsi256_si512(
+              _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(_mm256_madd_epi16(bs, sc16), 2)));
+        } else {
+          sumi[r][c] = _mm512_setzero_si512();
+          const __m512 m = _mm512_zextps256_ps512(_mm256_cvtepi32_ps(_mm256_madd_epi16(bs, mn16)));
+          acc[r][c] = _mm512_fnmadd_ps(m, _mm512_set1_ps(dmin * y->d), acc[r][c]);
+        }
+      }
+    }
+    for (int j = 0; j < 4; ++j) {
+      __m512i av[NA];
+#pragma GCC unroll 8
+      for (int c = 0; c < NA; ++c) {
+        const int8_t* q8 = (reinterpret_cast<const BlockQ8_K*>(a + c * as) + i)->qs;
+        av[c] = load_2x256(q8 + 32 * j, q8 + 128 + 32 * j);
+      }
+#pragma GCC unroll 8
+      for (int r = 0; r < NW; ++r) {
+        __m512i wq;
+        if constexpr (kQ3) {
+          const BlockQ3_K* x = reinterpret_cast<const BlockQ3_K*>(w + r * ws) + i;
+          const __m512i hm = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x->hmask)));
+          const __m512i sel = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi8(static_cast<char>(1 << j))),
+                                                 _mm256_set1_epi8(static_cast<char>(1 << (4 + j))), 1);
+          wq = _mm512_and_si512(_mm512_srli_epi16(_mm512_loadu_si512(x->qs), 2 * j), m3);
+          wq = _mm512_mask_add_epi8(wq, _mm512_test_epi8_mask(hm, sel), wq, k4);
+        } else {
+          const BlockQ2_K* x = reinterpret_cast<const BlockQ2_K*>(w + r * ws) + i;
+          wq = _mm512_and_si512(_mm512_srli_epi16(_mm512_loadu_si512(x->qs), 2 * j), m3);
+        }
+        const __m512i sv = _mm512_permutexvar_epi16(idx[j], sc[r]);
+#pragma GCC unroll 8
+        for (int c = 0; c < NA; ++c) sumi[r][c] = _mm512_dpwssd_epi32(sumi[r][c], _mm512_maddubs_epi16(wq, av[c]), sv);
+      }
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < NW; ++r) {
+      const float d = kQ3 ? h2f((reinterpret_cast<const BlockQ3_K*>(w + r * ws) + i)->d)
+                          : h2f((reinterpret_cast<const BlockQ2_K*>(w + r * ws) + i)->d);
+#pragma GCC unroll 8
+      for (int c = 0; c < NA; ++c) {
+        const float dy = (reinterpret_cast<const BlockQ8_K*>(a + c * as) + i)->d;
+        acc[r][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sumi[r][c]), _mm512_set1_ps(d * dy), acc[r][c]);
+      }
+    }
+  }
+  for (int r = 0; r < NW; ++r)
+    for (int c = 0; c < NA; ++c) out[r * os + c] = _mm512_reduce_add_ps(acc[r][c]);
+}
+template <int NW, int NA> void tile_q2_k(int64_t n, const uint8_t* w, size_t ws, const uint8_t* a, size_t as, float* out, size_t os) {
+  tile_q23_k<false, NW, NA>(n, w, ws, a, as, out, os);
+}
+template <int NW, int NA> void tile_q3_k(int64_t n, const uint8_t* w, size_t ws, const uint8_t* a, size_t as, float* out, size_t os) {
+  tile_q23_k<true, NW, NA>(n, w, ws, a, as, out, os);
+}
+
 #define LMHOST_TILE_TABLE(F)                                                   \
   {{F<1, 1>, F<1, 2>, F<1, 3>, F<1, 4>}, {F<2, 1>, F<2, 2>, F<2, 3>, F<2, 4>}, \
    {F<3, 1>, F<3, 2>, F<3, 3>, F<3, 4>}, {F<4, 1>, F<4, 2>, F<4, 3>, F<4, 4>}}
@@ -1016,6 +1109,16 @@ void vec_dot_tile_bf16(int64_t n, const void* w, size_t ws, const void* a, size_
   static const TileImpl tbl[4][4] = LMHOST_TILE_TABLE(tile_bf16);
   run_tile<4, 4>(tbl, n, w, ws, a, as, nw, na, out, os);
 }
+void vec_dot_tile_q2_k(int64_t n, const void* w, size_t ws, const void* a, size_t as, int nw, int na, float* out,
+                       size_t os) {
+  static const TileImpl tbl[4][4] = LMHOST_TILE_TABLE(tile_q2_k);
+  run_tile<KQ_ROWS, KQ_COLS>(tbl, n, w, ws, a, as, nw, na, out, os);
+}
+void vec_dot_tile_q3_k(int64_t n, const void* w, size_t ws, const void* a, size_t as, int nw, int na, float* out,
+                       size_t os) {
+  static const TileImpl tbl[4][4] = LMHOST_TILE_TABLE(tile_q3_k);
+  run_tile<KQ_ROWS, KQ_COLS>(tbl, n, w, ws, a, as, nw, na, out, os);
+}
 void vec_dot_tile_q6_k(int64_t n, const void* w, size_t ws, const void* a, size_t as, int nw, int na, float* out,
                        size_t os) {
   static const TileImpl tbl[4][4] = LMHOST_TILE_TABLE(tile_q6_k);
@@ -1055,8 +1158,8 @@ void fill_avx512(Kernels& k) {
   k.vec_dot_tile[id(DType::Q5_0)] = vec_dot_tile_q5_0;
   k.vec_dot_tile[id(DType::Q5_1)] = vec_dot_tile_q5_1;
   k.vec_dot_tile[id(DType::Q8_0)] = vec_dot_tile_q8_0;
-  k.vec_dot_tile[id(DType::Q2_K)] = tile_from_dot<dot_q2_k>;
-  k.vec_dot_tile[id(DType::Q3_K)] = tile_from_dot<dot_q3_k>;
+  k.vec_dot_tile[id(DType::Q2_K)] = vec_dot_tile_q2_k;
+  k.vec_dot_tile[id(DType::Q3_K)] = vec_dot_tile_q3_k;
   k.vec_dot_tile[id(DType::Q4_K)] = vec_dot_tile_q4_k;
   k.vec_dot_tile[id(DType::Q5_K)] = vec_dot_tile_q5_k;
   k.vec_dot_tile[id(DType::Q6_K)] = vec_dot_tile_q6_k;
