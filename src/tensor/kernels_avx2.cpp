@@ -521,6 +521,51 @@ void tile_q6_k(int64_t n, const uint8_t* w, size_t ws, const uint8_t* a, size_t 
     for (int c = 0; c < NA; ++c) out[r * os + c] = hsum_ps(acc[r][c]);
 }
 
+// F32 / F16 / BF16 weights: each 8-element weight vector converted once
+// for all activation rows. Tails (n % 8) are finished in scalar code.
+inline __m256 w8_f32(const uint8_t* p) { return _mm256_loadu_ps(reinterpret_cast<const float*>(p)); }
+inline __m256 w8_f16(const uint8_t* p) { return load8_f16(reinterpret_cast<const uint16_t*>(p)); }
+inline __m256 w8_bf16(const uint8_t* p) { return load8_bf16(reinterpret_cast<const uint16_t*>(p)); }
+inline float w1_f32(const uint8_t* p) { float f; std::memcpy(&f, p, 4); return f; }
+inline float w1_f16(const uint8_t* p) { uint16_t h; std::memcpy(&h, p, 2); return fp16_to_fp32(h); }
+inline float w1_bf16(const uint8_t* p) { uint16_t h; std::memcpy(&h, p, 2); return bf16_to_fp32(h); }
+
+template <int kElt, __m256 (*Load8)(const uint8_t*), float (*Load1)(const uint8_t*), int NW, int NA>
+void tile_float(int64_t n, const uint8_t* w, size_t ws, const uint8_t* a, size_t as, float* out, size_t os) {
+  __m256 acc[NW][NA];
+#pragma GCC unroll 4
+  for (int r = 0; r < NW; ++r)
+#pragma GCC unroll 4
+    for (int c = 0; c < NA; ++c) acc[r][c] = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    __m256 av[NA];
+#pragma GCC unroll 4
+    for (int c = 0; c < NA; ++c) av[c] = _mm256_loadu_ps(reinterpret_cast<const float*>(a + c * as) + i);
+#pragma GCC unroll 4
+    for (int r = 0; r < NW; ++r) {
+      const __m256 wv = Load8(w + r * ws + i * kElt);
+#pragma GCC unroll 4
+      for (int c = 0; c < NA; ++c) acc[r][c] = _mm256_fmadd_ps(wv, av[c], acc[r][c]);
+    }
+  }
+  for (int r = 0; r < NW; ++r)
+    for (int c = 0; c < NA; ++c) {
+      float s = hsum_ps(acc[r][c]);
+      for (int64_t j = i; j < n; ++j) s += Load1(w + r * ws + j * kElt) * reinterpret_cast<const float*>(a + c * as)[j];
+      out[r * os + c] = s;
+    }
+}
+template <int NW, int NA> void tile_f32(int64_t n, const uint8_t* w, size_t ws, const uint8_t* a, size_t as, float* out, size_t os) {
+  tile_float<4, w8_f32, w1_f32, NW, NA>(n, w, ws, a, as, out, os);
+}
+template <int NW, int NA> void tile_f16(int64_t n, const uint8_t* w, size_t ws, const uint8_t* a, size_t as, float* out, size_t os) {
+  tile_float<2, w8_f16, w1_f16, NW, NA>(n, w, ws, a, as, out, os);
+}
+template <int NW, int NA> void tile_bf16(int64_t n, const uint8_t* w, size_t ws, const uint8_t* a, size_t as, float* out, size_t os) {
+  tile_float<2, w8_bf16, w1_bf16, NW, NA>(n, w, ws, a, as, out, os);
+}
+
 template <TileImpl T11, TileImpl T12, TileImpl T21, TileImpl T22>
 void run_tile_2x2(int64_t n, const void* w, size_t ws, const void* a, size_t as, int nw, int na, float* out,
                   size_t os) {
@@ -561,9 +606,9 @@ void fill_avx2(Kernels& k) {
   k.vec_dot[id(DType::Q4_K)] = dot_q45_k<false>;
   k.vec_dot[id(DType::Q5_K)] = dot_q45_k<true>;
   k.vec_dot[id(DType::Q6_K)] = dot_q6_k;
-  k.vec_dot_tile[id(DType::F32)] = tile_from_dot<dot_f32>;
-  k.vec_dot_tile[id(DType::F16)] = tile_from_dot<dot_half<load8_f16, one_f16>>;
-  k.vec_dot_tile[id(DType::BF16)] = tile_from_dot<dot_half<load8_bf16, one_bf16>>;
+  k.vec_dot_tile[id(DType::F32)] = LMHOST_TILE2(tile_f32);
+  k.vec_dot_tile[id(DType::F16)] = LMHOST_TILE2(tile_f16);
+  k.vec_dot_tile[id(DType::BF16)] = LMHOST_TILE2(tile_bf16);
   k.vec_dot_tile[id(DType::Q4_0)] = LMHOST_TILE2(tile_q4_0);
   k.vec_dot_tile[id(DType::Q4_1)] = tile_from_dot<dot_q4_1>;
   k.vec_dot_tile[id(DType::Q5_0)] = tile_from_dot<dot_q5_0>;
