@@ -1055,10 +1055,8 @@ void run_tile(const TileImpl (&tbl)[4][4], int64_t n, const void* w, size_t ws, 
   }
 }
 
-#ifndef KQ_ROWS
-#define KQ_ROWS 2
-#define KQ_COLS 2
-#endif
+// K-quant sub-tile shape (measured best on Zen 4: 2 x 2).
+constexpr int kKqRows = 2, kKqCols = 2;
 void vec_dot_tile_q4_0(int64_t n, const void* w, size_t ws, const void* a, size_t as, int nw, int na, float* out,
                        size_t os) {
   static const TileImpl tbl[4][4] = LMHOST_TILE_TABLE(tile_q4_0);
@@ -1087,12 +1085,12 @@ void vec_dot_tile_q8_0(int64_t n, const void* w, size_t ws, const void* a, size_
 void vec_dot_tile_q4_k(int64_t n, const void* w, size_t ws, const void* a, size_t as, int nw, int na, float* out,
                        size_t os) {
   static const TileImpl tbl[4][4] = LMHOST_TILE_TABLE(tile_q4_k);
-  run_tile<KQ_ROWS, KQ_COLS>(tbl, n, w, ws, a, as, nw, na, out, os);
+  run_tile<kKqRows, kKqCols>(tbl, n, w, ws, a, as, nw, na, out, os);
 }
 void vec_dot_tile_q5_k(int64_t n, const void* w, size_t ws, const void* a, size_t as, int nw, int na, float* out,
                        size_t os) {
   static const TileImpl tbl[4][4] = LMHOST_TILE_TABLE(tile_q5_k);
-  run_tile<KQ_ROWS, KQ_COLS>(tbl, n, w, ws, a, as, nw, na, out, os);
+  run_tile<kKqRows, kKqCols>(tbl, n, w, ws, a, as, nw, na, out, os);
 }
 void vec_dot_tile_f32(int64_t n, const void* w, size_t ws, const void* a, size_t as, int nw, int na, float* out,
                       size_t os) {
@@ -1112,17 +1110,17 @@ void vec_dot_tile_bf16(int64_t n, const void* w, size_t ws, const void* a, size_
 void vec_dot_tile_q2_k(int64_t n, const void* w, size_t ws, const void* a, size_t as, int nw, int na, float* out,
                        size_t os) {
   static const TileImpl tbl[4][4] = LMHOST_TILE_TABLE(tile_q2_k);
-  run_tile<KQ_ROWS, KQ_COLS>(tbl, n, w, ws, a, as, nw, na, out, os);
+  run_tile<kKqRows, kKqCols>(tbl, n, w, ws, a, as, nw, na, out, os);
 }
 void vec_dot_tile_q3_k(int64_t n, const void* w, size_t ws, const void* a, size_t as, int nw, int na, float* out,
                        size_t os) {
   static const TileImpl tbl[4][4] = LMHOST_TILE_TABLE(tile_q3_k);
-  run_tile<KQ_ROWS, KQ_COLS>(tbl, n, w, ws, a, as, nw, na, out, os);
+  run_tile<kKqRows, kKqCols>(tbl, n, w, ws, a, as, nw, na, out, os);
 }
 void vec_dot_tile_q6_k(int64_t n, const void* w, size_t ws, const void* a, size_t as, int nw, int na, float* out,
                        size_t os) {
   static const TileImpl tbl[4][4] = LMHOST_TILE_TABLE(tile_q6_k);
-  run_tile<KQ_ROWS, KQ_COLS>(tbl, n, w, ws, a, as, nw, na, out, os);
+  run_tile<kKqRows, kKqCols>(tbl, n, w, ws, a, as, nw, na, out, os);
 }
 #undef LMHOST_TILE_TABLE
 
