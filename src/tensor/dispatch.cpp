@@ -38,12 +38,15 @@ Isa detect_isa() {
 
 namespace {
 
+// The table for `isa`, using only kernels this CPU can execute: asking for
+// AVX-512 on an AVX2 machine gives AVX2 entries (never an illegal instruction).
 Kernels build(Isa isa) {
   Kernels k{};
   k.isa = isa;
+  const int cpu = static_cast<int>(detect_isa());
   detail::fill_scalar(k);
-  if (isa == Isa::AVX2 || isa == Isa::AVX512) detail::fill_avx2(k);
-  if (isa == Isa::AVX512) detail::fill_avx512(k);
+  if (isa >= Isa::AVX2 && cpu >= static_cast<int>(Isa::AVX2)) detail::fill_avx2(k);
+  if (isa >= Isa::AVX512 && cpu >= static_cast<int>(Isa::AVX512)) detail::fill_avx512(k);
   return k;
 }
 

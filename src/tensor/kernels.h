@@ -50,6 +50,8 @@ struct Kernels {
 
 // The table for one ISA (falls back to scalar entries the ISA lacks). Tests
 // compare kernels_for(Isa::AVX2/AVX512) against kernels_for(Isa::Scalar).
+// Entries this CPU cannot execute are replaced by the best ones it can, so
+// any table is safe to call.
 const Kernels& kernels_for(Isa isa);
 // The table in use: the best detected ISA, or LMHOST_ISA=scalar|avx2|avx512.
 const Kernels& kernels();
