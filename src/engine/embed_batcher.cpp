@@ -196,18 +196,26 @@ void EmbedBatcher::run() {
       seqs.push_back(it.job->inputs()[it.index]);
       tokens += static_cast<int64_t>(seqs.back().size());
     }
+    std::vector<std::vector<float>> out;
+    std::string err;
+    int status = 0;
     try {
-      auto out = model_->embed(seqs, pool);
-      for (size_t i = 0; i < pass.size(); ++i) pass[i].job->complete_one(pass[i].index, std::move(out[i]));
+      out = model_->embed(seqs, pool);
     } catch (const Error& e) {
-      for (auto& it : pass) it.job->fail(e.what(), e.status());
+      err = e.what(), status = e.status();
     } catch (const std::exception& e) {
-      for (auto& it : pass) it.job->fail(std::string("embedding failed: ") + e.what(), 500);
+      err = std::string("embedding failed: ") + e.what(), status = 500;
     }
-    std::lock_guard lk(mu_);
-    stats_.passes += 1;
-    stats_.sequences += pass.size();
-    stats_.tokens += static_cast<uint64_t>(tokens);
+    {  // counted before the results are handed out (so a client sees its own pass in the stats)
+      std::lock_guard lk(mu_);
+      stats_.passes += 1;
+      stats_.sequences += pass.size();
+      stats_.tokens += static_cast<uint64_t>(tokens);
+    }
+    for (size_t i = 0; i < pass.size(); ++i) {
+      if (status) pass[i].job->fail(err, status);
+      else pass[i].job->complete_one(pass[i].index, std::move(out[i]));
+    }
   }
 }
 
