@@ -114,12 +114,22 @@ TEST(ModelGolden, LogitsAndGreedyMatchReference) {
     std::vector<float> last(logits.end() - nv, logits.end());
     int matched = 0;
     bool stopped = false;
+    // Logit error allowed on one token at these steps (the std of the last
+    // prompt position stands in for the step's own, which the file lacks).
+    const double step_err = tol * positions.back()["std"].get<double>();
     for (size_t s = 0; s < greedy.size(); ++s) {
       const int ref_id = greedy[s][0].get<int>();
       const double ref_margin = greedy[s][1].get<double>();
-      if (ref_margin < kMinMargin) { stopped = true; break; }
       const int ours = argmax(last);
-      ASSERT_EQ(ours, ref_id) << "greedy step " << s;
+      if (ref_margin < kMinMargin) {
+        // A near tie: either pick is right, compared by logit: the reference's
+        // token must be within the tie and our error of our best. The same
+        // pick keeps the sequences comparable; a different one ends the check.
+        EXPECT_LE(last[ours] - last[ref_id], kMinMargin + 2 * step_err) << "near-tie greedy step " << s;
+        if (ours != ref_id) { stopped = true; break; }
+      } else {
+        ASSERT_EQ(ours, ref_id) << "greedy step " << s;
+      }
       ++matched;
       if (s + 1 == greedy.size()) break;
       BatchEntry e{ours, ctx.seq_len(0), 0, true};
@@ -127,7 +137,7 @@ TEST(ModelGolden, LogitsAndGreedyMatchReference) {
       last.assign(out.begin(), out.end());
     }
     greedy_summary[c.json.filename().string()] =
-        std::to_string(matched) + "/" + std::to_string(greedy.size()) + (stopped ? " (then margin < 0.05)" : "");
+        std::to_string(matched) + "/" + std::to_string(greedy.size()) + (stopped ? " (then a near tie picked the other way)" : "");
     ++checked;
   }
   EXPECT_GT(checked, 0);
