@@ -1,0 +1,554 @@
+// The only file that includes yaml-cpp.
+#include "config/config.h"
+
+#include <algorithm>
+#include <cctype>
+#include <cstdlib>
+#include <fstream>
+#include <functional>
+#include <optional>
+#include <set>
+#include <sstream>
+#include <variant>
+
+#include <unistd.h>
+#include <yaml-cpp/yaml.h>
+
+extern char** environ;
+
+namespace lmhost::config {
+
+namespace {
+
+using Member = std::variant<std::string Config::*, int64_t Config::*, bool Config::*, std::vector<std::string> Config::*>;
+
+struct Setting {
+  const char* path;
+  const char* env;  // nullptr: none
+  Member member;
+  int64_t lo = 0, hi = 0;      // integers
+  const char* choices = nullptr;  // strings: "a|b|c"
+  bool secret = false;
+  const char* help = "";
+};
+
+constexpr int64_t kMaxI = INT64_C(1) << 40;
+
+const std::vector<Setting>& table() {
+  static const std::vector<Setting> t = {
+      {"server.host", "HOST", &Config::host, 0, 0, nullptr, false, "address to listen on"},
+      {"server.port", "PORT", &Config::port, 0, 65535, nullptr, false, "TCP port (0: any free port)"},
+      {"server.http_threads", "HTTP_THREADS", &Config::http_threads, 1, 256, nullptr, false, "HTTP I/O threads"},
+      {"server.max_connections", "MAX_CONNECTIONS", &Config::max_connections, 1, 1000000, nullptr, false,
+       "open connections at most; more are closed at once"},
+      {"server.max_body_bytes", "MAX_BODY_BYTES", &Config::max_body_bytes, 1, kMaxI, nullptr, false,
+       "largest request body (413 beyond)"},
+      {"server.header_timeout_seconds", "HEADER_TIMEOUT_SECONDS", &Config::header_timeout_seconds, 1, 3600, nullptr,
+       false, "a request's headers and body must arrive within this (slow clients are dropped)"},
+      {"server.idle_timeout_seconds", "IDLE_TIMEOUT_SECONDS", &Config::idle_timeout_seconds, 1, 86400, nullptr, false,
+       "idle keep-alive connections are closed after this"},
+      {"server.write_timeout_seconds", "WRITE_TIMEOUT_SECONDS", &Config::write_timeout_seconds, 1, 86400, nullptr,
+       false, "a client that does not read for this long is dropped"},
+      {"server.request_timeout_seconds", "REQUEST_TIMEOUT_SECONDS", &Config::request_timeout_seconds, 0, 86400 * 7,
+       nullptr, false, "a generation ends (finish reason timeout) after this; 0: never"},
+      {"server.max_concurrent_requests", "MAX_CONCURRENT_REQUESTS", &Config::max_concurrent_requests, 0, 1000000,
+       nullptr, false, "API requests in flight at most (503 beyond); 0: no bound"},
+      {"server.drain_timeout_seconds", "DRAIN_TIMEOUT_SECONDS", &Config::drain_timeout_seconds, 0, 86400, nullptr,
+       false, "on SIGTERM, in-flight requests may finish for this long"},
+      {"server.instance_id", "INSTANCE_ID", &Config::instance_id, 0, 0, nullptr, false,
+       "this replica's name in /info and logs (default: the host name)"},
+      {"models.default", "DEFAULT_MODEL", &Config::default_model, 0, 0, nullptr, false,
+       "model used when a request names none"},
+      {"models.paths", "MODEL_PATH", &Config::model_paths, 0, 0, nullptr, false,
+       "GGUF files to serve, PATH or NAME=PATH (comma-separated in the environment)"},
+      {"models.dir", "MODELS_DIR", &Config::models_dir, 0, 0, nullptr, false, "serve every .gguf file in this folder"},
+      {"models.parallel", "PARALLEL", &Config::parallel, 1, 256, nullptr, false, "sequences decoded together per model"},
+      {"models.ctx", "CTX_SIZE", &Config::ctx, 0, 1 << 20, nullptr, false, "context per sequence (0: the model's, at most 4096)"},
+      {"models.threads", "THREADS", &Config::threads, 0, 1024, nullptr, false, "compute threads (0: physical cores)"},
+      {"models.max_queue", "MAX_QUEUE", &Config::max_queue, 0, 1000000, nullptr, false,
+       "waiting requests per model before 503"},
+      {"models.max_input_tokens", "MAX_INPUT_TOKENS", &Config::max_input_tokens, 0, 1 << 24, nullptr, false,
+       "longest prompt in tokens (400 beyond); 0: the context"},
+      {"models.max_tokens", "MAX_TOKENS", &Config::max_tokens_cap, 0, 1 << 24, nullptr, false,
+       "largest max_tokens / num_predict a request may ask (400 beyond); 0: no cap"},
+      {"embeddings.batch_size", "BATCH_SIZE", &Config::batch_size, 1, 4096, nullptr, false,
+       "embedding inputs computed together"},
+      {"cache.size", "CACHE_SIZE", &Config::cache_size, 0, 100000000, nullptr, false,
+       "embedding cache entries in memory (0: off)"},
+      {"cache.redis_url", "REDIS_URL", &Config::redis_url, 0, 0, nullptr, true,
+       "redis://[:password@]host[:port][/db]: shared embedding cache and global rate limits"},
+      {"cache.ttl_seconds", "CACHE_TTL_SECONDS", &Config::cache_ttl_seconds, 1, 86400 * 365, nullptr, false,
+       "lifetime of embedding cache entries in Redis"},
+      {"rate_limit.requests_per_minute", "RATE_LIMIT_REQUESTS_PER_MINUTE", &Config::rate_limit_rpm, 0, 100000000,
+       nullptr, false, "requests per minute per key (per client address without keys); 0: no limit"},
+      {"rate_limit.burst", "RATE_LIMIT_BURST", &Config::rate_limit_burst, 0, 100000000, nullptr, false,
+       "requests allowed at once on top of the per-minute rate"},
+      {"rate_limit.tokens_per_minute", "RATE_LIMIT_TOKENS_PER_MINUTE", &Config::rate_limit_tpm, 0, INT64_C(1) << 40,
+       nullptr, false, "prompt + completion tokens per minute per key; 0: no limit"},
+      {"rate_limit.redis_url", "RATE_LIMIT_REDIS_URL", &Config::rate_limit_redis_url, 0, 0, nullptr, true,
+       "Redis for global limits (default: cache.redis_url)"},
+      {"rate_limit.on_redis_error", "RATE_LIMIT_ON_REDIS_ERROR", &Config::rate_limit_on_redis_error, 0, 0,
+       "open|local|closed", false,
+       "when Redis is down: open (admit), local (per-process limits) or closed (503)"},
+      {"auth.keys_file", "API_KEYS_FILE", &Config::keys_file, 0, 0, nullptr, false,
+       "file of API key hashes (lmhost keys add NAME)"},
+      {"auth.protect_health", "AUTH_PROTECT_HEALTH", &Config::protect_health, 0, 0, nullptr, false,
+       "/health, /ready and /info need a key"},
+      {"auth.protect_metrics", "AUTH_PROTECT_METRICS", &Config::protect_metrics, 0, 0, nullptr, false,
+       "/metrics needs a key"},
+      {"logging.level", "LOG_LEVEL", &Config::log_level, 0, 0, "debug|info|warn|error", false, "least severe level logged"},
+      {"logging.prompts", "LOG_PROMPTS", &Config::log_prompts, 0, 0, nullptr, false,
+       "include prompt text in request log lines"},
+      {"logging.requests", "LOG_REQUESTS", &Config::log_requests, 0, 0, nullptr, false, "one log line per request"},
+      {"upstream.ollama_url", "OLLAMA_URL", &Config::ollama_url, 0, 0, nullptr, false,
+       "accepted for compatibility with deployments that set it (lmhost serves models itself)"},
+      {"upstream.openai_api_key", "OPENAI_API_KEY", &Config::openai_api_key, 0, 0, nullptr, true,
+       "accepted for compatibility (never printed)"},
+  };
+  return t;
+}
+
+// auth.keys is a list of maps, handled on its own.
+constexpr const char* kKeysPath = "auth.keys";
+const std::set<std::string> kKeyFields = {"name", "key", "sha256", "models", "requests_per_minute", "burst",
+                                          "tokens_per_minute"};
+
+std::string lower(std::string s) {
+  for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+std::string trim(std::string_view s) {
+  size_t a = 0, b = s.size();
+  while (a < b && std::isspace(static_cast<unsigned char>(s[a]))) ++a;
+  while (b > a && std::isspace(static_cast<unsigned char>(s[b - 1]))) --b;
+  return std::string(s.substr(a, b - a));
+}
+
+std::vector<std::string> split_list(const std::string& s) {
+  std::vector<std::string> out;
+  std::string cur;
+  std::istringstream in(s);
+  while (std::getline(in, cur, ',')) {
+    cur = trim(cur);
+    if (!cur.empty()) out.push_back(cur);
+  }
+  return out;
+}
+
+size_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<size_t> prev(b.size() + 1), cur(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) prev[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    cur[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j)
+      cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1)});
+    std::swap(prev, cur);
+  }
+  return prev[b.size()];
+}
+
+std::string suggestion(const std::string& path) {
+  std::string best;
+  size_t best_d = 4;
+  auto consider = [&](const std::string& cand) {
+    const size_t d = edit_distance(path, cand);
+    if (d < best_d) best_d = d, best = cand;
+  };
+  for (const auto& s : table()) consider(s.path);
+  consider(kKeysPath);
+  return best.empty() ? "" : " (did you mean '" + best + "'?)";
+}
+
+const Setting* find_setting(const std::string& path) {
+  for (const auto& s : table())
+    if (path == s.path) return &s;
+  return nullptr;
+}
+
+std::optional<bool> parse_bool(const std::string& v) {
+  const std::string l = lower(trim(v));
+  if (l == "true" || l == "1" || l == "yes" || l == "on") return true;
+  if (l == "false" || l == "0" || l == "no" || l == "off") return false;
+  return std::nullopt;
+}
+
+std::optional<int64_t> parse_int(const std::string& v) {
+  const std::string t = trim(v);
+  if (t.empty()) return std::nullopt;
+  size_t i = 0;
+  if (t[0] == '-' || t[0] == '+') i = 1;
+  if (i >= t.size()) return std::nullopt;
+  for (size_t k = i; k < t.size(); ++k)
+    if (!std::isdigit(static_cast<unsigned char>(t[k]))) return std::nullopt;
+  try {
+    return std::stoll(t);
+  } catch (...) {
+    return std::nullopt;
+  }
+}
+
+std::string quoted(const std::string& s) {
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\') out.push_back('\\');
+    if (c == '\n') { out += "\\n"; continue; }
+    out.push_back(c);
+  }
+  return out + "\"";
+}
+
+// Sets one setting from text (environment, flags, YAML scalars). Returns the
+// problem ("" when fine).
+std::string set_text(Config& c, const Setting& s, const std::string& value) {
+  return std::visit(
+      [&](auto m) -> std::string {
+        using M = decltype(m);
+        if constexpr (std::is_same_v<M, std::string Config::*>) {
+          const std::string v = trim(value);
+          if (s.choices) {
+            const std::string l = lower(v);
+            std::string choices = s.choices;
+            bool ok = false;
+            std::istringstream in(choices);
+            std::string one;
+            while (std::getline(in, one, '|'))
+              if (one == l) ok = true;
+            if (!ok) {
+              std::string shown = choices;
+              std::replace(shown.begin(), shown.end(), '|', ',');
+              return "expected one of " + shown + ", got " + quoted(value);
+            }
+            c.*m = l;
+            return "";
+          }
+          c.*m = v;
+          return "";
+        } else if constexpr (std::is_same_v<M, int64_t Config::*>) {
+          auto n = parse_int(value);
+          if (!n || *n < s.lo || *n > s.hi)
+            return "expected an integer from " + std::to_string(s.lo) + " to " + std::to_string(s.hi) + ", got " +
+                   quoted(value);
+          c.*m = *n;
+          return "";
+        } else if constexpr (std::is_same_v<M, bool Config::*>) {
+          auto b = parse_bool(value);
+          if (!b) return "expected true or false, got " + quoted(value);
+          c.*m = *b;
+          return "";
+        } else {
+          c.*m = split_list(value);
+          return "";
+        }
+      },
+      s.member);
+}
+
+std::string where_yaml(const std::string& file, const YAML::Node& n) {
+  const auto mark = n.Mark();
+  return mark.line >= 0 ? file + ":" + std::to_string(mark.line + 1) : file;
+}
+
+std::string node_text(const YAML::Node& n) {
+  try {
+    return n.as<std::string>();
+  } catch (...) {
+    return "?";
+  }
+}
+
+void read_key_entry(const std::string& file, const YAML::Node& e, size_t idx, Config& c,
+                    std::vector<std::string>& problems) {
+  const std::string base = std::string(kKeysPath) + "[" + std::to_string(idx) + "]";
+  if (!e.IsMap()) {
+    problems.push_back(where_yaml(file, e) + ": " + base +
+                       ": expected a map with name, and key or sha256 (optional models, requests_per_minute, burst, "
+                       "tokens_per_minute)");
+    return;
+  }
+  ApiKeyConfig k;
+  for (const auto& kv : e) {
+    const std::string f = node_text(kv.first);
+    const std::string path = base + "." + f;
+    const YAML::Node& v = kv.second;
+    if (!kKeyFields.count(f)) {
+      problems.push_back(where_yaml(file, kv.first) + ": " + path +
+                         ": unknown key (expected name, key, sha256, models, requests_per_minute, burst, "
+                         "tokens_per_minute)");
+      continue;
+    }
+    if (f == "models") {
+      if (v.IsSequence()) {
+        for (const auto& m : v) {
+          if (!m.IsScalar()) problems.push_back(where_yaml(file, m) + ": " + path + ": expected a list of model names");
+          else k.models.push_back(m.as<std::string>());
+        }
+      } else if (v.IsScalar()) {
+        k.models = split_list(v.as<std::string>());
+      } else {
+        problems.push_back(where_yaml(file, v) + ": " + path + ": expected a list of model names");
+      }
+      continue;
+    }
+    if (!v.IsScalar()) {
+      problems.push_back(where_yaml(file, v) + ": " + path + ": expected a single value");
+      continue;
+    }
+    const std::string text = v.as<std::string>();
+    if (f == "name") k.name = trim(text);
+    else if (f == "key") k.key = trim(text);
+    else if (f == "sha256") k.sha256 = lower(trim(text));
+    else {
+      auto n = parse_int(text);
+      if (!n || *n < 0) {
+        problems.push_back(where_yaml(file, v) + ": " + path + ": expected a non-negative integer, got " + quoted(text));
+        continue;
+      }
+      (f == "requests_per_minute" ? k.limits.requests_per_minute : f == "burst" ? k.limits.burst
+                                                                                 : k.limits.tokens_per_minute) = *n;
+    }
+  }
+  if (k.name.empty()) problems.push_back(where_yaml(file, e) + ": " + base + ".name: required (a label for logs)");
+  if (k.key.empty() == k.sha256.empty())
+    problems.push_back(where_yaml(file, e) + ": " + base + ": give exactly one of 'key' (the key) or 'sha256' (its hash)");
+  if (!k.sha256.empty() && (k.sha256.size() != 64 || k.sha256.find_first_not_of("0123456789abcdef") != std::string::npos))
+    problems.push_back(where_yaml(file, e) + ": " + base + ".sha256: expected 64 hex digits");
+  c.keys.push_back(std::move(k));
+}
+
+void walk(const std::string& file, const YAML::Node& node, const std::string& prefix, Config& c,
+          std::vector<std::string>& problems) {
+  for (const auto& kv : node) {
+    const std::string name = node_text(kv.first);
+    const std::string path = prefix.empty() ? name : prefix + "." + name;
+    const YAML::Node& v = kv.second;
+    if (path == kKeysPath) {
+      if (v.IsNull()) continue;
+      if (!v.IsSequence()) {
+        problems.push_back(where_yaml(file, v) + ": " + path + ": expected a list of keys");
+        continue;
+      }
+      size_t i = 0;
+      for (const auto& e : v) read_key_entry(file, e, i++, c, problems);
+      continue;
+    }
+    if (const Setting* s = find_setting(path)) {
+      if (v.IsNull()) continue;  // "key:" with no value keeps the default
+      if (std::holds_alternative<std::vector<std::string> Config::*>(s->member) && v.IsSequence()) {
+        std::vector<std::string> items;
+        for (const auto& e : v) {
+          if (!e.IsScalar()) problems.push_back(where_yaml(file, e) + ": " + path + ": expected a list of strings");
+          else items.push_back(e.as<std::string>());
+        }
+        c.*std::get<std::vector<std::string> Config::*>(s->member) = std::move(items);
+        continue;
+      }
+      if (!v.IsScalar()) {
+        problems.push_back(where_yaml(file, v) + ": " + path + ": expected a single value, got a " +
+                           (v.IsMap() ? "map" : "list"));
+        continue;
+      }
+      if (auto p = set_text(c, *s, v.as<std::string>()); !p.empty())
+        problems.push_back(where_yaml(file, v) + ": " + path + ": " + p);
+      continue;
+    }
+    // A section?
+    bool is_section = false;
+    for (const auto& s : table())
+      if (std::string_view(s.path).rfind(path + ".", 0) == 0) is_section = true;
+    if (std::string_view(kKeysPath).rfind(path + ".", 0) == 0) is_section = true;
+    if (is_section) {
+      if (v.IsNull()) continue;
+      if (!v.IsMap()) {
+        problems.push_back(where_yaml(file, v) + ": " + path + ": expected a map (a section)");
+        continue;
+      }
+      walk(file, v, path, c, problems);
+      continue;
+    }
+    problems.push_back(where_yaml(file, kv.first) + ": " + path + ": unknown key" + suggestion(path));
+  }
+}
+
+void read_file_into(const std::string& file, Config& c, std::vector<std::string>& problems) {
+  YAML::Node root;
+  try {
+    std::ifstream in(file);
+    if (!in) {
+      problems.push_back(file + ": cannot open the configuration file");
+      return;
+    }
+    root = YAML::Load(in);
+  } catch (const YAML::Exception& e) {
+    problems.push_back(file + ":" + std::to_string(e.mark.line + 1) + ": not valid YAML: " + e.msg);
+    return;
+  }
+  if (root.IsNull()) return;  // empty file
+  if (!root.IsMap()) {
+    problems.push_back(file + ": expected a map of sections (server:, models:, ...) at the top");
+    return;
+  }
+  walk(file, root, "", c, problems);
+}
+
+void validate(const Config& c, std::vector<std::string>& problems) {
+  std::set<std::string> names;
+  for (const auto& k : c.keys)
+    if (!k.name.empty() && !names.insert(k.name).second)
+      problems.push_back("auth.keys: the name '" + k.name + "' is used twice (names label logs and metrics)");
+  if (c.host.empty()) problems.push_back("server.host: must not be empty");
+  for (const char* url : {"cache.redis_url", "rate_limit.redis_url"}) {
+    const std::string& v = std::string_view(url) == "cache.redis_url" ? c.redis_url : c.rate_limit_redis_url;
+    if (!v.empty() && v.rfind("redis://", 0) != 0)
+      problems.push_back(std::string(url) + ": expected redis://[:password@]host[:port][/db], got " +
+                         (v.find('@') != std::string::npos ? std::string("a URL with credentials") : quoted(v)));
+  }
+  if (c.rate_limit_burst > 0 && c.rate_limit_rpm == 0)
+    problems.push_back("rate_limit.burst: set without rate_limit.requests_per_minute (the burst is on top of that rate)");
+}
+
+}  // namespace
+
+ConfigError::ConfigError(std::vector<std::string> problems)
+    : Error(
+          [&] {
+            std::string s = "invalid configuration:";
+            for (const auto& p : problems) s += "\n  " + p;
+            return s;
+          }(),
+          400),
+      problems_(std::move(problems)) {}
+
+Config load(const LoadInput& in) {
+  Config c;
+  std::vector<std::string> problems;
+  std::string file = in.file;
+  if (file.empty()) {
+    auto it = in.env.find("LMHOST_CONFIG");
+    if (it != in.env.end()) file = it->second;
+  }
+  if (!file.empty()) read_file_into(file, c, problems);
+  for (const auto& s : table()) {
+    if (!s.env) continue;
+    auto it = in.env.find(s.env);
+    if (it == in.env.end() || it->second.empty()) continue;
+    if (auto p = set_text(c, s, it->second); !p.empty())
+      problems.push_back(std::string("environment ") + s.env + " (" + s.path + "): " + p);
+  }
+  if (auto it = in.env.find("API_KEYS"); it != in.env.end() && !it->second.empty()) {
+    int i = 0;
+    for (auto& key : split_list(it->second)) {
+      ApiKeyConfig k;
+      k.name = "API_KEYS[" + std::to_string(i++) + "]";
+      k.key = key;
+      c.keys.push_back(std::move(k));
+    }
+  }
+  for (const auto& [path, value] : in.overrides) {
+    if (path == "auth.api_keys") {  // --api-key (repeatable)
+      ApiKeyConfig k;
+      k.name = "cli-" + std::to_string(c.keys.size());
+      k.key = value;
+      c.keys.push_back(std::move(k));
+      continue;
+    }
+    const Setting* s = find_setting(path);
+    if (!s) {
+      problems.push_back("command line: " + path + ": unknown key" + suggestion(path));
+      continue;
+    }
+    if (auto p = set_text(c, *s, value); !p.empty()) problems.push_back("command line " + path + ": " + p);
+  }
+  validate(c, problems);
+  if (!problems.empty()) throw ConfigError(std::move(problems));
+  return c;
+}
+
+std::vector<std::string> check_file(const std::string& path) {
+  Config c;
+  std::vector<std::string> problems;
+  read_file_into(path, c, problems);
+  if (problems.empty()) validate(c, problems);
+  return problems;
+}
+
+std::map<std::string, std::string> environment() {
+  std::set<std::string> wanted = {"LMHOST_CONFIG", "API_KEYS"};
+  for (const auto& s : table())
+    if (s.env) wanted.insert(s.env);
+  std::map<std::string, std::string> out;
+  for (char** e = environ; e && *e; ++e) {
+    std::string_view kv(*e);
+    const size_t eq = kv.find('=');
+    if (eq == std::string_view::npos) continue;
+    std::string k(kv.substr(0, eq));
+    if (wanted.count(k)) out[k] = std::string(kv.substr(eq + 1));
+  }
+  return out;
+}
+
+std::string to_yaml(const Config& c, bool redact) {
+  std::ostringstream out;
+  std::string section;
+  auto secret = [&](const std::string& v) {
+    if (!redact || v.empty()) return v;
+    if (v.rfind("redis://", 0) == 0) {  // keep the address, hide credentials
+      const size_t at = v.find('@');
+      return at == std::string::npos ? v : "redis://<redacted>" + v.substr(at);
+    }
+    return std::string("<redacted>");
+  };
+  for (const auto& s : table()) {
+    const std::string path = s.path;
+    const size_t dot = path.find('.');
+    const std::string sec = path.substr(0, dot), name = path.substr(dot + 1);
+    if (sec != section) {
+      out << sec << ":\n";
+      section = sec;
+    }
+    out << "  " << name << ": ";
+    std::visit(
+        [&](auto m) {
+          using M = decltype(m);
+          if constexpr (std::is_same_v<M, std::string Config::*>) {
+            out << quoted(s.secret ? secret(c.*m) : c.*m);
+          } else if constexpr (std::is_same_v<M, int64_t Config::*>) {
+            out << c.*m;
+          } else if constexpr (std::is_same_v<M, bool Config::*>) {
+            out << (c.*m ? "true" : "false");
+          } else {
+            out << "[";
+            for (size_t i = 0; i < (c.*m).size(); ++i) out << (i ? ", " : "") << quoted((c.*m)[i]);
+            out << "]";
+          }
+        },
+        s.member);
+    out << "\n";
+    if (path == "auth.keys_file") {
+      out << "  keys:" << (c.keys.empty() ? " []" : "") << "\n";
+      for (const auto& k : c.keys) {
+        out << "    - name: " << quoted(k.name) << "\n";
+        if (!k.key.empty()) out << "      key: " << quoted(redact ? "<redacted>" : k.key) << "\n";
+        if (!k.sha256.empty()) out << "      sha256: " << quoted(k.sha256) << "\n";
+        if (!k.models.empty()) {
+          out << "      models: [";
+          for (size_t i = 0; i < k.models.size(); ++i) out << (i ? ", " : "") << quoted(k.models[i]);
+          out << "]\n";
+        }
+        if (k.limits.requests_per_minute >= 0) out << "      requests_per_minute: " << k.limits.requests_per_minute << "\n";
+        if (k.limits.burst >= 0) out << "      burst: " << k.limits.burst << "\n";
+        if (k.limits.tokens_per_minute >= 0) out << "      tokens_per_minute: " << k.limits.tokens_per_minute << "\n";
+      }
+    }
+  }
+  return out.str();
+}
+
+std::vector<SettingInfo> settings() {
+  std::vector<SettingInfo> out;
+  for (const auto& s : table()) out.push_back({s.path, s.env ? s.env : "", s.help, s.secret});
+  out.push_back({kKeysPath, "API_KEYS", "API keys: [{name, key | sha256, models, requests_per_minute, burst, tokens_per_minute}]", true});
+  return out;
+}
+
+}  // namespace lmhost::config
