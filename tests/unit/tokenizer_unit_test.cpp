@@ -389,3 +389,24 @@ TEST(TokenizerRobustness, RandomBytesNeverCrashAndIdsAreInRange) {
     if (valid) EXPECT_EQ(dec, text);
   }
 }
+
+// Every pre-tokenizer we name must compile and round-trip text in every
+// script its rules single out (a regex that fails to compile would only show
+// when a user loads such a model).
+TEST(TokenizerBpe, EveryNamedPreTokenizerCompilesAndRoundTrips) {
+  const std::string text = "Hello wörld 12345 ὕ ώ ΐ Ω K ﬀ 中文 한국어 カタカナ 'll don't\n\n  tabs\t!!";
+  for (const char* pre :
+       {"default", "gpt-2", "gpt2", "llama3", "llama-v3", "llama-bpe", "falcon3", "dbrx", "smaug-bpe", "chatglm-bpe",
+        "deepseek-llm", "deepseek-v3", "deepseek-coder", "falcon", "starcoder", "refact", "command-r", "smollm",
+        "codeshell", "exaone", "minerva-7b", "mpt", "olmo", "jais", "phi-2", "jina-es", "jina-de", "gigachat",
+        "jina-v1-en", "qwen2", "deepseek-r1-qwen", "stablelm2", "megrez", "hunyuan", "poro-chat", "bloom",
+        "gpt3-finnish", "viking", "tekken", "gpt-4o", "gpt-neox", "roberta-bpe"}) {
+    SCOPED_TRACE(pre);
+    BpeSpec s;
+    s.pre = pre;
+    Built b;
+    ASSERT_NO_THROW(b = build_bpe(s));
+    auto ids = b.tok->encode(text, false, false);
+    EXPECT_EQ(b.tok->decode(ids), text);
+  }
+}
