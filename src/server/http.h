@@ -18,6 +18,30 @@
 
 namespace lmhost::server {
 
+// What the layers learn about one request while it runs, for the access log,
+// metrics and limits. Created by the server for every request; handlers and
+// streams fill it (streams while they run); read when the response is done.
+struct RequestInfo {
+  std::string route;     // matched route pattern ("" when no route matched)
+  std::string model;     // model the handler resolved
+  std::string key_name;  // name of the API key used (never the key)
+  // Set by the gateway middleware: throws lmhost::Error(403) when the request
+  // may not use this model (the API layer calls it when it resolves a model).
+  std::function<void(const std::string& model)> authorize_model;
+  // Request budgets (0: none): prompt tokens, and max_tokens asked for.
+  int64_t max_input_tokens = 0;
+  int64_t max_tokens_cap = 0;
+  // Usage and timings of generations (-1: not a generation / unknown).
+  int64_t prompt_tokens = -1, completion_tokens = -1;
+  double ttft_ms = -1;        // submit -> first token (first choice)
+  double queue_ms = -1;       // submit -> slot
+  double per_token_ms = -1;   // between output tokens
+  // Headers added to whatever response the handler returns (e.g. X-RateLimit-*).
+  std::vector<std::pair<std::string, std::string>> response_headers;
+  // Released with the request (e.g. an in-flight slot).
+  std::shared_ptr<void> hold;
+};
+
 struct HttpRequest {
   std::string method;   // "GET", "POST", ...
   std::string target;   // as sent: path?query
@@ -29,9 +53,14 @@ struct HttpRequest {
   std::string remote;   // peer address
   std::unordered_map<std::string, std::string> params;  // path parameters from the route
   std::chrono::steady_clock::time_point received;
+  std::shared_ptr<RequestInfo> info = std::make_shared<RequestInfo>();
 
   const std::string* header(std::string_view lower_name) const;
 };
+
+// The request whose handler (or middleware) runs on this thread right now;
+// nullptr outside Router::dispatch.
+HttpRequest* current_request();
 
 // Something the server waits on without blocking a thread. notify() may be
 // called from any thread whenever poll() may have more to give.
@@ -81,6 +110,9 @@ struct HttpResponse {
 };
 
 using Handler = std::function<HttpResponse(HttpRequest&)>;
+// Runs before the handler of a matched route (req.info->route is set): a
+// response to send instead of running the handler, or nullopt to go on.
+using Middleware = std::function<std::optional<HttpResponse>(HttpRequest&)>;
 // Builds an error response in the shape the client expects (by path).
 using ErrorFormatter = std::function<HttpResponse(const HttpRequest&, int status, const std::string& message)>;
 
@@ -96,6 +128,7 @@ class Router {
  public:
   void add(std::string method, std::string pattern, Handler h);
   void set_error_formatter(ErrorFormatter f) { error_ = std::move(f); }
+  void set_middleware(Middleware m) { middleware_ = std::move(m); }
   const ErrorFormatter& error_formatter() const { return error_; }
 
   // Runs the matching handler; 404 when no pattern matches, 405 (with an
@@ -108,10 +141,12 @@ class Router {
     std::string method;
     std::vector<std::string> segments;
     Handler handler;
+    std::string pattern;
   };
   static bool match(const Route& r, std::string_view path, std::unordered_map<std::string, std::string>& params);
   std::vector<Route> routes_;
   ErrorFormatter error_ = default_error;
+  Middleware middleware_;
 };
 
 struct ServerOptions {
@@ -122,6 +157,13 @@ struct ServerOptions {
   std::chrono::seconds idle_timeout{60};   // keep-alive connections idle this long are closed
   std::chrono::seconds write_timeout{60};  // a client that does not read for this long is dropped
   bool log_requests = true;      // one line per request on stderr
+  int max_connections = 0;       // 0: no bound; beyond it new connections get 503 and are closed
+  // Once a request's first byte arrived, the whole request must arrive within
+  // this (slow-header / slow-body clients are dropped); 0: only idle_timeout.
+  std::chrono::seconds request_read_timeout{0};
+  // Called once per request when its response is done (status 499: the client
+  // went away), instead of the stderr line. note: "", "stream", "client closed ...".
+  std::function<void(const HttpRequest&, int status, const std::string& note)> on_complete;
 };
 
 class HttpServer {

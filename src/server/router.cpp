@@ -82,8 +82,48 @@ std::vector<std::string> split_path(std::string_view p) {
 }  // namespace
 
 void Router::add(std::string method, std::string pattern, Handler h) {
-  routes_.push_back({std::move(method), split_path(pattern), std::move(h)});
+  auto segs = split_path(pattern);
+  routes_.push_back({std::move(method), std::move(segs), std::move(h), std::move(pattern)});
 }
+
+namespace {
+thread_local HttpRequest* t_current = nullptr;
+
+struct CurrentScope {
+  HttpRequest* prev;
+  explicit CurrentScope(HttpRequest* r) : prev(t_current) { t_current = r; }
+  ~CurrentScope() { t_current = prev; }
+};
+
+// Adds the request's extra headers to a response that becomes ready later.
+class HeaderedDeferred : public DeferredResponse {
+ public:
+  HeaderedDeferred(std::shared_ptr<DeferredResponse> inner, std::vector<std::pair<std::string, std::string>> h)
+      : inner_(std::move(inner)), headers_(std::move(h)) {}
+  void set_notify(std::function<void()> n) override { inner_->set_notify(std::move(n)); }
+  void cancel() override { inner_->cancel(); }
+  std::optional<HttpResponse> poll() override {
+    auto r = inner_->poll();
+    if (r) r->headers.insert(r->headers.end(), headers_.begin(), headers_.end());
+    return r;
+  }
+
+ private:
+  std::shared_ptr<DeferredResponse> inner_;
+  std::vector<std::pair<std::string, std::string>> headers_;
+};
+
+void add_info_headers(const HttpRequest& req, HttpResponse& res) {
+  if (!req.info || req.info->response_headers.empty()) return;
+  if (res.deferred) {
+    res.deferred = std::make_shared<HeaderedDeferred>(res.deferred, req.info->response_headers);
+    return;
+  }
+  res.headers.insert(res.headers.end(), req.info->response_headers.begin(), req.info->response_headers.end());
+}
+}  // namespace
+
+HttpRequest* current_request() { return t_current; }
 
 bool Router::match(const Route& r, std::string_view path, std::unordered_map<std::string, std::string>& params) {
   params.clear();
@@ -135,11 +175,20 @@ HttpResponse Router::dispatch(HttpRequest& req) const {
   }
   match(*found, req.path, params);
   req.params = std::move(params);
+  if (!req.info) req.info = std::make_shared<RequestInfo>();
+  req.info->route = found->pattern;
+  CurrentScope scope(&req);
   try {
-    return found->handler(req);
+    if (middleware_) {
+      if (auto early = middleware_(req)) return std::move(*early);
+    }
+    HttpResponse res = found->handler(req);
+    add_info_headers(req, res);
+    return res;
   } catch (const Error& e) {
     HttpResponse res = error_(req, e.status(), e.what());
     if (e.status() == 503) res.headers.emplace_back("Retry-After", "1");
+    add_info_headers(req, res);
     return res;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "lmhost: %s %s: internal error: %s\n", req.method.c_str(), req.path.c_str(), e.what());
