@@ -126,7 +126,12 @@ struct HttpServer::Impl {
       // pipelined request (keep it for later, stop watching).
       char c;
       boost::system::error_code ec;
+      // Peek without blocking: the wait may report readiness that is gone
+      // (or have been cancelled), and a blocking peek would hang this I/O thread.
+      stream.socket().non_blocking(true, ec);
       const size_t n = stream.socket().receive(net::buffer(&c, 1), tcp::socket::message_peek, ec);
+      boost::system::error_code ignored;
+      stream.socket().non_blocking(false, ignored);
       if (ec == net::error::would_block || ec == net::error::try_again) co_return true;
       if (ec || n == 0) co_return false;
       watch = false;
