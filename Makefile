@@ -5,7 +5,7 @@ JOBS ?= $(shell nproc)
 HOST ?= 127.0.0.1
 PORT ?= 8080
 
-.PHONY: all deps configure build test serve bench clean fuzz
+.PHONY: all deps test-deps configure build test serve bench clean fuzz
 
 all: build
 
@@ -18,7 +18,10 @@ configure: deps
 build: configure
 	@cmake --build $(BUILD_DIR) -j $(JOBS)
 
-test: build
+test-deps:
+	@bash scripts/install-test-deps.sh
+
+test: build test-deps
 	@cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS)
 
 serve: build
