@@ -89,6 +89,7 @@ struct Expr {
   std::vector<std::string> kwnames;  // Call/Filter/Test: names of the trailing keyword args
   std::vector<std::string> ops;      // Compare operators
   bool negated = false;              // Test: "is not"
+  ExprP star_args, star_kwargs;      // Call: f(*seq) / f(**mapping)
   explicit Expr(K kind, int ln) : k(kind), line(ln) {}
 };
 
@@ -97,17 +98,17 @@ using StmtP = std::unique_ptr<Stmt>;
 using Body = std::vector<StmtP>;
 
 struct Stmt {
-  enum class K { Text, Output, If, For, Set, SetAttr, SetBlock, Macro, Break, Continue, FilterBlock };
+  enum class K { Text, Output, If, For, Set, SetAttr, SetBlock, Macro, Break, Continue, FilterBlock, CallBlock };
   K k;
   int line = 0;
   std::string text;                     // Text; Set/SetBlock/Macro: name; SetAttr: namespace var
   std::string attr;                     // SetAttr
   std::vector<std::string> targets;     // For / Set tuple unpacking
-  ExprP expr;                           // Output / Set value / For iterable / FilterBlock filter
+  ExprP expr;                           // Output / Set value / For iterable / FilterBlock filter / CallBlock call
   ExprP cond;                           // For: "if" filter
   std::vector<std::pair<ExprP, Body>> branches;  // If: (condition, body); else = cond null
-  Body body, else_body;                 // For / SetBlock / Macro
-  std::vector<std::pair<std::string, ExprP>> params;  // Macro parameters and defaults
+  Body body, else_body;                 // For / SetBlock / Macro / CallBlock (the caller's body)
+  std::vector<std::pair<std::string, ExprP>> params;  // Macro / CallBlock caller parameters and defaults
   explicit Stmt(K kind, int ln) : k(kind), line(ln) {}
 };
 

@@ -530,20 +530,7 @@ class Parser {
     if (tag == "macro") {
       auto s = std::make_unique<Stmt>(Stmt::K::Macro, ln);
       s->text = expect_name();
-      expect_op("(");
-      while (!is_op(")")) {
-        std::string pn = expect_name();
-        ExprP def;
-        if (is_op("=")) {
-          next();
-          def = parse_expression(true);
-        } else if (!s->params.empty() && s->params.back().second) {
-          error("non-default argument follows default argument");
-        }
-        s->params.emplace_back(pn, std::move(def));
-        if (!is_op(")")) expect_op(",");
-      }
-      next();
+      parse_params(*s);
       expect_block_end();
       int saved = loop_depth_;
       loop_depth_ = 0;
@@ -553,6 +540,33 @@ class Parser {
       next();
       if (cur().k == Tok::K::Name) next();  // {% endmacro name %}
       expect_block_end();
+      return s;
+    }
+    if (tag == "call") {  // {% call(params) macro(args) %}caller body{% endcall %}
+      auto s = std::make_unique<Stmt>(Stmt::K::CallBlock, ln);
+      if (is_op("(")) parse_params(*s);
+      s->expr = parse_expression(true);
+      if (s->expr->k != Expr::K::Call) error("expected call");
+      expect_block_end();
+      int saved = loop_depth_;
+      loop_depth_ = 0;
+      std::string found;
+      s->body = parse_body({"endcall"}, found);
+      loop_depth_ = saved;
+      next();
+      expect_block_end();
+      return s;
+    }
+    if (tag == "generation") {
+      // HF transformers' {% generation %}...{% endgeneration %} marks the
+      // assistant's tokens for training masks; for rendering it is its body.
+      auto s = std::make_unique<Stmt>(Stmt::K::If, ln);
+      expect_block_end();
+      std::string found;
+      Body b = parse_body({"endgeneration"}, found);
+      next();
+      expect_block_end();
+      s->branches.emplace_back(nullptr, std::move(b));
       return s;
     }
     if (tag == "filter") {
@@ -576,6 +590,24 @@ class Parser {
     }
     --p_;
     error("encountered unknown tag '" + tag + "'");
+  }
+
+  // "(a, b=default, ...)" of a macro or of a call block's caller.
+  void parse_params(Stmt& s) {
+    expect_op("(");
+    while (!is_op(")")) {
+      std::string pn = expect_name();
+      ExprP def;
+      if (is_op("=")) {
+        next();
+        def = parse_expression(true);
+      } else if (!s.params.empty() && s.params.back().second) {
+        error("non-default argument follows default argument");
+      }
+      s.params.emplace_back(pn, std::move(def));
+      if (!is_op(")")) expect_op(",");
+    }
+    next();
   }
 
   std::vector<std::string> parse_targets() {
@@ -875,13 +907,21 @@ class Parser {
     expect_op("(");
     std::vector<ExprP> kwvals;
     while (!is_op(")")) {
-      if (is_op("*") || is_op("**")) error("*args/**kwargs in calls are not supported");
-      if (cur().k == Tok::K::Name && peek().k == Tok::K::Op && peek().s == "=") {
+      if (is_op("*") || is_op("**")) {
+        bool two = is_op("**");
+        next();
+        ExprP& slot = two ? e.star_kwargs : e.star_args;
+        if (slot) error(two ? "repeated **kwargs" : "repeated *args");
+        slot = parse_expression(true);
+      } else if (e.star_kwargs) {
+        error("argument follows **kwargs");
+      } else if (cur().k == Tok::K::Name && peek().k == Tok::K::Op && peek().s == "=") {
         e.kwnames.push_back(next().s);
         next();
         kwvals.push_back(parse_expression(true));
       } else {
         if (!kwvals.empty()) error("positional argument follows keyword argument");
+        if (e.star_args) error("positional argument follows *args");
         e.args.push_back(parse_expression(true));
       }
       if (!is_op(")")) expect_op(",");

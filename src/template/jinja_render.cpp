@@ -365,6 +365,7 @@ struct Interp {
         return Flow::Normal;
       }
       case Stmt::K::Macro: sc->vars[st.text] = make_macro(st); return Flow::Normal;
+      case Stmt::K::CallBlock: return exec_call_block(st, sc, out);
       case Stmt::K::Break: return Flow::Break;
       case Stmt::K::Continue: return Flow::Continue;
     }
@@ -450,28 +451,71 @@ struct Interp {
       struct Guard { int& d; ~Guard() { --d; } } guard{in.call_depth};
       Scope s;
       s.parent = &in.root;
-      for (auto& kv : a.kw) {
-        bool known = false;
-        for (auto& p : m->params) known |= p.first == kv.first;
-        if (!known) fail("macro '" + m->text + "' takes no keyword argument '" + kv.first + "'", m->line);
-      }
-      for (size_t k = 0; k < m->params.size(); ++k) {
-        const auto& p = m->params[k];
-        const Value* given = nullptr;
-        if (k < a.pos.size()) given = &a.pos[k];
-        for (auto& kv : a.kw)
-          if (kv.first == p.first) {
-            if (given) fail("macro '" + m->text + "' got multiple values for argument '" + p.first + "'", m->line);
-            given = &kv.second;
-          }
-        if (given) s.vars[p.first] = *given;
-        else if (p.second) s.vars[p.first] = in.eval(*p.second, &s);
-        else s.vars[p.first] = Value::undefined("parameter '" + p.first + "' was not provided");
-      }
+      in.bind_params(*m, "macro '" + m->text + "'", a, s, true);
       std::string buf;
       in.exec(m->body, &s, buf);
       return Value::str(std::move(buf));
     });
+  }
+
+  // Binds call arguments to the parameters of a macro or call-block caller
+  // (st.params) in scope s. A macro also takes the `caller` of a call block.
+  void bind_params(const Stmt& st, const std::string& what, CallArgs& a, Scope& s, bool takes_caller) {
+    if (a.pos.size() > st.params.size())
+      fail(what + " takes not more than " + std::to_string(st.params.size()) + " argument(s)", st.line);
+    for (auto& kv : a.kw) {
+      bool known = takes_caller && kv.first == "caller";
+      for (auto& p : st.params) known |= p.first == kv.first;
+      if (!known) fail(what + " takes no keyword argument '" + kv.first + "'", st.line);
+      if (kv.first == "caller") s.vars["caller"] = kv.second;
+    }
+    for (size_t k = 0; k < st.params.size(); ++k) {
+      const auto& p = st.params[k];
+      const Value* given = nullptr;
+      if (k < a.pos.size()) given = &a.pos[k];
+      for (auto& kv : a.kw)
+        if (kv.first == p.first) {
+          if (given) fail(what + " got multiple values for argument '" + p.first + "'", st.line);
+          given = &kv.second;
+        }
+      if (given) s.vars[p.first] = *given;
+      else if (p.second) s.vars[p.first] = eval(*p.second, &s);
+      else s.vars[p.first] = Value::undefined("parameter '" + p.first + "' was not provided");
+    }
+  }
+
+  // {% call(params) f(args) %}body{% endcall %}: calls f with an extra
+  // keyword argument `caller`, a macro rendering body in the call site's scope.
+  Flow exec_call_block(const Stmt& st, Scope* sc, std::string& out) {
+    auto alive = std::make_shared<bool>(true);
+    const Stmt* stp = &st;
+    Value caller = Value::func("caller", [stp, sc, alive](Interp& in, CallArgs& a) -> Value {
+      if (!*alive) fail("caller() used after its call block ended", stp->line);
+      if (++in.call_depth > in.opt.max_call_depth) {
+        --in.call_depth;
+        fail("maximum macro recursion depth (" + std::to_string(in.opt.max_call_depth) + ") exceeded", stp->line);
+      }
+      struct Guard { int& d; ~Guard() { --d; } } guard{in.call_depth};
+      Scope s;
+      s.parent = sc;
+      in.bind_params(*stp, "macro 'caller'", a, s, false);
+      std::string buf;
+      in.exec(stp->body, &s, buf);
+      return Value::str(std::move(buf));
+    });
+    struct Expire { std::shared_ptr<bool> a; ~Expire() { *a = false; } } expire{alive};
+    const Expr& call = *st.expr;
+    Value fn = eval(*call.args[0], sc);
+    CallArgs a = eval_args(call, 1, sc);
+    for (auto& kv : a.kw)
+      if (kv.first == "caller") fail("got multiple values for keyword argument 'caller'", st.line);
+    a.kw.emplace_back("caller", std::move(caller));
+    if (fn.t == T::Undefined) fail(fn.s.empty() ? "undefined value is not callable" : fn.s, st.line);
+    if (fn.t != T::Func) fail("'" + type_name(fn) + "' object is not callable", st.line);
+    tick(st.line);
+    Value v = fn.fn->f(*this, a);
+    emit(out, v.t == T::Str ? v.s : to_str(v), st.line);
+    return Flow::Normal;
   }
 
   // ---- iteration / access ----
@@ -1060,7 +1104,23 @@ struct Interp {
     size_t nkw = e.kwnames.size();
     size_t npos = e.args.size() - first - nkw;
     for (size_t k = 0; k < npos; ++k) a.pos.push_back(eval(*e.args[first + k], sc));
+    if (e.star_args) {
+      Value seq = eval(*e.star_args, sc);
+      if (!(seq.t == T::List || seq.t == T::Str || seq.is_dict()))
+        fail("argument after * must be an iterable, not " + type_name(seq), e.line);
+      for (auto& v : iterate(seq, e.line)) a.pos.push_back(std::move(v));
+    }
     for (size_t k = 0; k < nkw; ++k) a.kw.emplace_back(e.kwnames[k], eval(*e.args[first + npos + k], sc));
+    if (e.star_kwargs) {
+      Value m = eval(*e.star_kwargs, sc);
+      if (!m.is_dict()) fail("argument after ** must be a mapping, not " + type_name(m), e.line);
+      for (auto& kv : m.d->items) {
+        if (kv.first.t != T::Str) fail("keywords must be strings", e.line);
+        for (auto& have : a.kw)
+          if (have.first == kv.first.s) fail("got multiple values for keyword argument '" + kv.first.s + "'", e.line);
+        a.kw.emplace_back(kv.first.s, kv.second);
+      }
+    }
     return a;
   }
 
@@ -1357,6 +1417,11 @@ struct Interp {
       fail("object of type '" + type_name(v) + "' has no len()", line);
     }
     if (name == "tojson") {
+      // jinja2's own tojson takes only indent (HF transformers' replacement
+      // also takes ensure_ascii, separators, sort_keys; jinja2 rejects them).
+      for (auto& kv : a.kw)
+        if (kv.first != "indent") fail("tojson() got an unexpected keyword argument '" + kv.first + "'", line);
+      if (a.pos.size() > 1) fail("tojson() takes at most 1 argument (" + std::to_string(a.pos.size()) + " given)", line);
       const Value* ind = arg(a, 0, "indent");
       int indent = -1;
       if (ind && ind->t != T::None) {
