@@ -1,6 +1,10 @@
 // Shared adapter code, the native endpoints and route registration.
 #include "api/common.h"
 
+#include <cmath>
+
+#include "observe/metrics.h"
+
 #include <cstdio>
 #include <ctime>
 #include <random>
@@ -101,6 +105,10 @@ std::shared_ptr<ServedModel> resolve_model(Ctx& ctx, const std::string& name) {
     std::string names;
     for (const auto& x : ctx.pool->list()) names += (names.empty() ? "" : ", ") + x->name();
     throw Error("model '" + name + "' is not served here (available: " + names + ")", 404);
+  }
+  if (auto* cur = server::current_request(); cur && cur->info) {
+    cur->info->model = m->name();
+    if (cur->info->authorize_model) cur->info->authorize_model(m->name());  // 403 for a key without this model
   }
   switch (m->state()) {
     case ModelState::Ready: return m;
@@ -203,7 +211,38 @@ SteadyClock::time_point deadline_from(const Ctx& ctx) {
   return SteadyClock::now() + ctx.opts.request_timeout;
 }
 
-std::vector<std::shared_ptr<RequestHandle>> submit_n(ServedModel& m, const GenerateRequest& req, int n) {
+std::shared_ptr<server::RequestInfo> current_info() {
+  auto* cur = server::current_request();
+  return cur ? cur->info : nullptr;
+}
+
+void record_done(server::RequestInfo* info, const GenerateStats& st) {
+  if (!info) return;
+  info->prompt_tokens = std::max<int64_t>(0, info->prompt_tokens) + st.prompt_tokens;
+  info->completion_tokens = std::max<int64_t>(0, info->completion_tokens) + st.completion_tokens;
+  if (info->ttft_ms < 0 && st.completion_tokens > 0) {  // first choice that produced a token
+    info->ttft_ms = st.queue_ms + st.prompt_ms;
+    info->queue_ms = st.queue_ms;
+    if (st.completion_tokens > 1) info->per_token_ms = st.generate_ms / (st.completion_tokens - 1);
+  }
+}
+
+std::vector<std::shared_ptr<RequestHandle>> submit_n(ServedModel& m, const GenerateRequest& req_in, int n) {
+  GenerateRequest req = req_in;
+  if (auto info = current_info()) {  // the server's request budgets (MAX_INPUT_TOKENS, MAX_TOKENS)
+    const int64_t in = static_cast<int64_t>(req.prompt.size());
+    if (info->max_input_tokens > 0 && in > info->max_input_tokens)
+      throw Error("the prompt has " + std::to_string(in) + " tokens, more than the " +
+                      std::to_string(info->max_input_tokens) + " input tokens this server accepts",
+                  400);
+    if (info->max_tokens_cap > 0) {
+      if (req.max_tokens > info->max_tokens_cap)
+        throw Error("max_tokens is " + std::to_string(req.max_tokens) + ", more than the " +
+                        std::to_string(info->max_tokens_cap) + " output tokens this server allows per request",
+                    400);
+      if (req.max_tokens < 0) req.max_tokens = static_cast<int>(info->max_tokens_cap);  // "until full": capped
+    }
+  }
   std::vector<std::shared_ptr<RequestHandle>> hs;
   try {
     for (int i = 0; i < n; ++i) {
@@ -247,7 +286,10 @@ bool GenStream::poll(std::string& out) {
     handles_[i]->try_pop(scratch_);
     for (const auto& ev : scratch_) {
       out += on_event_(static_cast<int>(i), ev);
-      if (ev.kind == TokenEvent::Kind::Done) done_[i] = true;
+      if (ev.kind == TokenEvent::Kind::Done) {
+        done_[i] = true;
+        record_done(info_.get(), ev.stats);
+      }
     }
     if (!done_[i]) all_done = false;
   }
@@ -290,6 +332,7 @@ std::optional<HttpResponse> GenDeferred::poll() {
         r.error = ev.error;
         r.stats = ev.stats;
         done_[i] = true;
+        record_done(info_.get(), ev.stats);
       }
     }
     if (!done_[i]) all_done = false;
@@ -367,6 +410,14 @@ void register_native(server::Router& r, std::shared_ptr<Ctx> ctx) {
     }
     const char* status = loading ? "loading" : any_ready ? "ok" : "error";
     json health{{"status", status}, {"models", models}};
+    int64_t queued = 0;
+    for (const auto& m : models)
+      if (m.contains("queue")) queued += m["queue"].value("waiting", 0);
+    health["queue_depth"] = queued;
+    health["memory"] = {{"resident_bytes", observe::resident_memory_bytes()},
+                        {"virtual_bytes", observe::virtual_memory_bytes()}};
+    health["uptime_seconds"] = std::round(observe::uptime_seconds() * 1000) / 1000;
+    health["version"] = ctx->opts.version;
     if (json cache = embedding_cache_health(*ctx); !cache.is_null()) health["cache"] = std::move(cache);
     return HttpResponse::json(loading || !any_ready ? 503 : 200, dump(health));
   });

@@ -67,6 +67,11 @@ std::vector<std::shared_ptr<RequestHandle>> submit_n(ServedModel& m, const Gener
 SteadyClock::time_point deadline_from(const Ctx& ctx);
 uint64_t random_seed();
 
+// The running request's info (nullptr outside a handler).
+std::shared_ptr<server::RequestInfo> current_info();
+// Adds a finished generation's usage and timings to the request's info.
+void record_done(server::RequestInfo* info, const GenerateStats& st);
+
 // A chunked body fed by token events of several handles.
 class GenStream : public server::StreamBody {
  public:
@@ -87,6 +92,7 @@ class GenStream : public server::StreamBody {
   OnEnd on_end_;
   bool ended_ = false;
   std::vector<TokenEvent> scratch_;
+  std::shared_ptr<server::RequestInfo> info_ = current_info();  // usage and timings for logs/metrics
 };
 
 // A whole response built once every handle is done.
@@ -105,6 +111,7 @@ class GenDeferred : public server::DeferredResponse {
   bool keep_tokens_;
   Finish finish_;
   std::vector<TokenEvent> scratch_;
+  std::shared_ptr<server::RequestInfo> info_ = current_info();  // usage and timings for logs/metrics
 };
 
 // Error responses in each API's shape (with Retry-After on 503).
