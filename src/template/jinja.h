@@ -30,6 +30,8 @@ struct Value {
   bool tuple = false;      // List: a Python tuple (repr "(a, b)")
   bool ns = false;         // Dict: a namespace() object
   bool safe = false;       // Str: a markupsafe.Markup (as tojson/safe return)
+  bool gen = false;        // List: a one-shot Python iterator (what map/select/... return):
+                           // always true, no len(), not subscriptable, consumed by iteration
   std::int64_t i = 0;
   double f = 0;
   std::string s;           // Str: UTF-8 text; Undefined: hint for error messages

@@ -518,10 +518,22 @@ struct Interp {
     return Flow::Normal;
   }
 
+  static Value generator(List items) {
+    Value v = Value::list(std::move(items));
+    v.gen = true;
+    return v;
+  }
+
   // ---- iteration / access ----
   List iterate(const Value& v, int line) {
     switch (v.t) {
-      case T::List: return v.l->items;
+      case T::List:
+        if (v.gen) {  // a Python iterator is consumed by iterating it
+          List items = std::move(v.l->items);
+          v.l->items.clear();
+          return items;
+        }
+        return v.l->items;
       case T::Dict: {
         if (v.ns) break;
         List out;
@@ -573,7 +585,7 @@ struct Interp {
         if (is_str_method(name)) return bind_method(obj, name, line);
         break;
       case T::List:
-        if (is_list_method(name)) return bind_method(obj, name, line);
+        if (!obj.gen && is_list_method(name)) return bind_method(obj, name, line);
         break;
       default: break;
     }
@@ -588,6 +600,7 @@ struct Interp {
         if (const Value* v = obj.d->find(key)) return *v;
         break;
       case T::List:
+        if (obj.gen) return Value::undefined("'generator object' has no attribute '" + to_str(key) + "'");
         if (is_intlike(key)) {
           std::int64_t n = static_cast<std::int64_t>(obj.l->items.size()), k = as_int(key);
           if (k < 0) k += n;
@@ -616,6 +629,7 @@ struct Interp {
 
   Value slice(const Value& obj, const Value& a, const Value& b, const Value& c, int line) {
     if (obj.t == T::Undefined) fail(obj.s.empty() ? "undefined value is not subscriptable" : obj.s, line);
+    if (obj.t == T::List && obj.gen) return Value::undefined("'generator' object is not subscriptable");
     auto idx = [&](const Value& v) -> std::optional<std::int64_t> {
       if (v.t == T::None || v.t == T::Undefined) return std::nullopt;
       if (!is_intlike(v)) fail("slice indices must be integers or None", line);
@@ -1148,7 +1162,7 @@ struct Interp {
           return Value::markup((a.safe ? a.s : html_escape(a.s)) + (b.safe ? b.s : html_escape(b.s)));
         return Value::str(a.s + b.s);
       }
-      if (a.t == T::List && b.t == T::List && a.tuple == b.tuple) {
+      if (a.t == T::List && b.t == T::List && a.tuple == b.tuple && !a.gen && !b.gen) {
         List items = a.l->items;
         items.insert(items.end(), b.l->items.begin(), b.l->items.end());
         return Value::list(std::move(items), a.tuple);
@@ -1298,7 +1312,7 @@ struct Interp {
     if (name == "string") return v.t == T::Str;
     if (name == "mapping") return v.t == T::Dict && !v.ns;
     if (name == "iterable") return v.t == T::Str || v.t == T::List || (v.t == T::Dict && !v.ns) || v.t == T::Undefined;
-    if (name == "sequence") return v.t == T::Str || v.t == T::List || (v.t == T::Dict && !v.ns) || v.t == T::Undefined;
+    if (name == "sequence") return v.t == T::Str || (v.t == T::List && !v.gen) || (v.t == T::Dict && !v.ns) || v.t == T::Undefined;
     if (name == "callable") return v.t == T::Func;
     if (name == "escaped") return false;
     if (name == "lower" || name == "upper") {
@@ -1407,7 +1421,9 @@ struct Interp {
     if (name == "length" || name == "count") {
       switch (v.t) {
         case T::Str: return Value::integer(static_cast<std::int64_t>(utf8_length(v.s)));
-        case T::List: return Value::integer(static_cast<std::int64_t>(v.l->items.size()));
+        case T::List:
+          if (v.gen) break;
+          return Value::integer(static_cast<std::int64_t>(v.l->items.size()));
         case T::Dict:
           if (v.ns) break;
           return Value::integer(static_cast<std::int64_t>(v.d->items.size()));
@@ -1452,6 +1468,13 @@ struct Interp {
     }
     if (name == "first" || name == "last") {
       if (v.t == T::Undefined) return Value::undefined("No first item, sequence was empty.");
+      if (v.t == T::List && v.gen) {
+        if (name == "last") fail("'generator' object is not reversible", line);
+        if (v.l->items.empty()) return Value::undefined("No first item, sequence was empty.");
+        Value x = v.l->items.front();
+        v.l->items.erase(v.l->items.begin());  // next(iter(gen)) consumes one item
+        return x;
+      }
       List items = iterate(v, line);
       if (items.empty()) return Value::undefined(std::string("No ") + name + " item, sequence was empty.");
       return name == "first" ? items.front() : items.back();
@@ -1463,11 +1486,12 @@ struct Interp {
       if (use) return dflt ? *dflt : Value::str("");
       return v;
     }
-    if (name == "items") {
-      if (v.t == T::Undefined) return Value::list();
+    if (name == "items") {  // jinja2 3.1: a generator of (key, value)
+      if (v.t == T::Undefined) return generator({});
       if (!v.is_dict()) fail("Can only get item pairs from a mapping.", line);
       CallArgs none;
-      return call_method(v, "items", none, line);
+      Value r = call_method(v, "items", none, line);
+      return r.t == T::List ? generator(r.l->items) : r;
     }
     if (name == "list") return Value::list(iterate(v, line));
     if (name == "reverse") {
@@ -1476,9 +1500,11 @@ struct Interp {
         std::reverse(cps.begin(), cps.end());
         return Value::str(utf8_encode(cps, 0, cps.size()));
       }
+      // reversed(list) is an iterator; a generator is first made a list
+      bool was_gen = v.t == T::List && v.gen;
       List items = iterate(v, line);
       std::reverse(items.begin(), items.end());
-      return Value::list(std::move(items));
+      return was_gen ? Value::list(std::move(items)) : generator(std::move(items));
     }
     if (name == "selectattr" || name == "rejectattr" || name == "select" || name == "reject") {
       bool by_attr = name == "selectattr" || name == "rejectattr";
@@ -1498,17 +1524,17 @@ struct Interp {
         targs.pos.assign(a.pos.begin() + static_cast<std::ptrdiff_t>(first + 1), a.pos.end());
       }
       List out;
-      if (!truthy(v)) return Value::list();  // select_or_reject: "if value:"
+      if (!truthy(v)) return generator({});  // select_or_reject: "if value:"
       for (auto& x : iterate(v, line)) {
         Value probe = by_attr ? attr_path(x, attr, line) : x;
         bool r = test.empty() ? truthy(probe) : run_test(test, probe, targs, line);
         if (r == want) out.push_back(x);
       }
-      return Value::list(std::move(out));
+      return generator(std::move(out));
     }
     if (name == "map") {
       List out;
-      if (!truthy(v)) return Value::list();
+      if (!truthy(v)) return generator({});
       const Value* attr = nullptr;
       for (auto& kv : a.kw)
         if (kv.first == "attribute") attr = &kv.second;
@@ -1521,7 +1547,7 @@ struct Interp {
           if (r.t == T::Undefined && dflt) r = *dflt;
           out.push_back(std::move(r));
         }
-        return Value::list(std::move(out));
+        return generator(std::move(out));
       }
       if (a.pos.empty() || a.pos[0].t != T::Str) fail("map needs a filter name or attribute=", line);
       std::string f = a.pos[0].s;
@@ -1532,7 +1558,7 @@ struct Interp {
         CallArgs copy = fargs;
         out.push_back(apply_filter(f, x, copy, line));
       }
-      return Value::list(std::move(out));
+      return generator(std::move(out));
     }
     if (name == "unique") {
       bool cs = false;
@@ -1751,7 +1777,7 @@ struct Interp {
           while (static_cast<std::int64_t>(cur.size()) < n) cur.push_back(*fill);
         out.push_back(Value::list(std::move(cur)));
       }
-      return Value::list(std::move(out));
+      return generator(std::move(out));
     }
     if (name == "pprint") return Value::str(repr(v));
     fail("no filter named '" + name + "'", line);

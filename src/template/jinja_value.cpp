@@ -223,6 +223,10 @@ void repr_into(std::string& out, const Value& v, int depth) {
     case Value::T::Float: out += format_float(v.f); return;
     case Value::T::Str: out += repr_str(v.s); return;
     case Value::T::List: {
+      if (v.gen) {  // Python prints "<generator object NAME at 0xADDRESS>"
+        out += "<generator object>";
+        return;
+      }
       out += v.tuple ? '(' : '[';
       bool first = true;
       for (auto& x : v.l->items) {
@@ -276,7 +280,7 @@ std::string type_name(const Value& v) {
     case Value::T::Int: return "int";
     case Value::T::Float: return "float";
     case Value::T::Str: return "str";
-    case Value::T::List: return v.tuple ? "tuple" : "list";
+    case Value::T::List: return v.gen ? "generator" : v.tuple ? "tuple" : "list";
     case Value::T::Dict: return v.ns ? "Namespace" : "dict";
     case Value::T::Func: return "function";
   }
@@ -290,7 +294,7 @@ bool truthy(const Value& v) {
     case Value::T::Int: return v.i != 0;
     case Value::T::Float: return v.f != 0;
     case Value::T::Str: return !v.s.empty();
-    case Value::T::List: return !v.l->items.empty();
+    case Value::T::List: return v.gen || !v.l->items.empty();
     case Value::T::Dict: return v.ns || !v.d->items.empty();
     case Value::T::Func: return true;
   }
@@ -314,8 +318,8 @@ bool equals_d(const Value& a, const Value& b, int depth) {
     case Value::T::Undefined: case Value::T::None: return true;
     case Value::T::Str: return a.s == b.s;
     case Value::T::List: {
-      if (a.tuple != b.tuple) return false;
-      if (a.l == b.l) return true;
+      if (a.l == b.l && a.gen == b.gen) return true;
+      if (a.tuple != b.tuple || a.gen || b.gen) return false;
       if (a.l->items.size() != b.l->items.size()) return false;
       for (size_t k = 0; k < a.l->items.size(); ++k)
         if (!equals_d(a.l->items[k], b.l->items[k], depth + 1)) return false;
@@ -406,6 +410,13 @@ void json_into(std::string& out, const Value& v, int indent, int level) {
   };
   switch (v.t) {
     case Value::T::Undefined: fail("Object of type Undefined is not JSON serializable");
+    case Value::T::List:
+      if (v.gen) fail("Object of type generator is not JSON serializable");
+      break;
+    default: break;
+  }
+  switch (v.t) {
+    case Value::T::Undefined: return;
     case Value::T::None: out += "null"; return;
     case Value::T::Bool: out += v.b ? "true" : "false"; return;
     case Value::T::Int: out += std::to_string(v.i); return;

@@ -3,7 +3,10 @@
 with python3-jinja2 (Debian 12: 3.1.2) and write expected.json, the reference
 for tests/unit/template_more_test.cpp.
 
-Settings match shared/golden/templates: ImmutableSandboxedEnvironment,
+Settings match shared/golden/templates ("sandboxed"): SandboxedEnvironment
+(not the Immutable one HF transformers uses: our renderer, like the recorded
+list_mutation case of template_render_test.cpp, lets list.append() and
+dict.update() mutate; only Kimi-K2's tool-call path depends on it),
 trim_blocks and lstrip_blocks on, the loopcontrols extension, globals
 raise_exception(msg) and strftime_now(fmt) (fixed at 2026-01-15),
 bos_token "<s>", eos_token "</s>"; jinja2's own tojson (sorted keys,
@@ -23,7 +26,7 @@ import sys
 import jinja2
 from jinja2 import nodes
 from jinja2.ext import Extension
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.sandbox import SandboxedEnvironment
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -55,8 +58,8 @@ def strftime_now(fmt):
 
 
 def main():
-    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True,
-                                        extensions=["jinja2.ext.loopcontrols", GenerationTag])
+    env = SandboxedEnvironment(trim_blocks=True, lstrip_blocks=True,
+                               extensions=["jinja2.ext.loopcontrols", GenerationTag])
     env.globals["raise_exception"] = raise_exception
     env.globals["strftime_now"] = strftime_now
     with open(os.path.join(HERE, "cases.json"), encoding="utf-8") as f:
@@ -85,7 +88,7 @@ def main():
                 out[case["name"]] = {"error": type(e).__name__ + ": " + str(e)}
         renders[name] = out
     result = collections.OrderedDict()
-    result["settings"] = (f"jinja2 {jinja2.__version__}, ImmutableSandboxedEnvironment, trim_blocks=True, "
+    result["settings"] = (f"jinja2 {jinja2.__version__}, SandboxedEnvironment, trim_blocks=True, "
                           "lstrip_blocks=True, loopcontrols, {% generation %} as in transformers; globals raise_exception(msg), strftime_now(fmt) "
                           "fixed at 2026-01-15; bos_token='<s>', eos_token='</s>'")
     result["renders"] = renders
