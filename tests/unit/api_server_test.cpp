@@ -5,6 +5,7 @@
 
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <mutex>
 #include <thread>
 #include <unistd.h>
 
@@ -312,26 +313,42 @@ TEST_F(Api, BadInputGets4xxAndServerSurvives) {
 TEST_F(Api, SixteenConcurrentStreamsAllComplete) {
   std::vector<std::thread> ts;
   std::atomic<int> ok{0};
+  std::mutex mu;
+  std::vector<std::string> failures;
   for (int i = 0; i < 16; ++i)
     ts.emplace_back([&, i] {
+      std::string stage = "connect", body_so_far;
       try {
-        HttpClient c(port(), 60000);
+        HttpClient c(port(), 10000);
         json body = {{"messages", {{{"role", "user"}, {"content", "client " + std::to_string(i)}}}},
                      {"max_tokens", 24}, {"stream", true}, {"logprobs", true},
                      {"stream_options", {{"include_usage", true}}}};
-        auto r = c.request("POST", "/v1/chat/completions", body.dump());
-        auto d = sse_data(r.body);
-        if (r.status != 200 || d.size() < 3 || d.back() != "[DONE]") return;
+        stage = "send";
+        c.send_request("POST", "/v1/chat/completions", body.dump());
+        stage = "head";
+        auto r = c.read_head();
+        stage = "body";
+        std::string chunk;
+        while (c.read_chunk(chunk)) body_so_far += chunk;
+        stage = "check";
+        auto d = sse_data(body_so_far);
+        if (r.status != 200 || d.size() < 3 || d.back() != "[DONE]") throw std::runtime_error("bad stream");
         const int completion = json::parse(d[d.size() - 2])["usage"]["completion_tokens"];
         int tokens = 0;
         for (size_t k = 1; k + 2 < d.size(); ++k)
           if (json::parse(d[k])["choices"][0]["finish_reason"].is_null()) ++tokens;
-        if (tokens == completion) ++ok;
-      } catch (...) {
+        if (tokens != completion) throw std::runtime_error("token chunks != usage.completion_tokens");
+        ++ok;
+      } catch (const std::exception& e) {
+        std::lock_guard lk(mu);
+        failures.push_back("client " + std::to_string(i) + " at " + stage + ": " + e.what() + " after " +
+                           std::to_string(body_so_far.size()) + " bytes: " + body_so_far.substr(0, 400));
       }
     });
   for (auto& t : ts) t.join();
-  EXPECT_EQ(ok.load(), 16);
+  std::string why;
+  for (const auto& f : failures) why += f + "\n";
+  EXPECT_EQ(ok.load(), 16) << why << "health: " << get("/health").body;
 }
 
 TEST_F(Api, DisconnectFreesTheSlot) {
