@@ -233,6 +233,41 @@ std::string html_escape(const std::string& s) {
   return out;
 }
 
+// The common subset of html.unescape: named entities of HTML 4's basics and
+// numeric references.
+std::string html_unescape(const std::string& s) {
+  static const std::pair<const char*, const char*> named[] = {
+      {"amp", "&"}, {"lt", "<"}, {"gt", ">"}, {"quot", "\""}, {"apos", "'"}, {"nbsp", "\xc2\xa0"}};
+  std::string out;
+  for (size_t k = 0; k < s.size(); ++k) {
+    if (s[k] != '&') { out += s[k]; continue; }
+    size_t semi = s.find(';', k);
+    if (semi != std::string::npos && semi - k <= 10) {
+      std::string ent = s.substr(k + 1, semi - k - 1);
+      if (ent.size() > 1 && ent[0] == '#') {
+        bool hex = ent[1] == 'x' || ent[1] == 'X';
+        std::string digits = ent.substr(hex ? 2 : 1);
+        bool ok = !digits.empty();
+        for (char c : digits) ok &= hex ? std::isxdigit(static_cast<unsigned char>(c)) != 0 : std::isdigit(static_cast<unsigned char>(c)) != 0;
+        if (ok) {
+          unsigned long cp = std::stoul(digits, nullptr, hex ? 16 : 10);
+          if (cp > 0 && cp <= 0x10FFFF) {
+            utf8_append(out, static_cast<std::uint32_t>(cp));
+            k = semi;
+            continue;
+          }
+        }
+      }
+      bool done = false;
+      for (auto& [n, r] : named)
+        if (ent == n) { out += r; k = semi; done = true; break; }
+      if (done) continue;
+    }
+    out += '&';
+  }
+  return out;
+}
+
 // ---- numbers -----------------------------------------------------------------
 std::int64_t as_int(const Value& v) { return v.t == T::Int ? v.i : v.t == T::Bool ? (v.b ? 1 : 0) : 0; }
 double as_float(const Value& v) {
@@ -408,6 +443,7 @@ struct Interp {
       return Flow::Normal;
     }
     const std::int64_t n = static_cast<std::int64_t>(items.size());
+    auto last_changed = std::make_shared<std::optional<Value>>();  // loop.changed(*args) state
     for (std::int64_t k = 0; k < n; ++k) {
       tick(st.line);
       Scope s;
@@ -431,6 +467,12 @@ struct Interp {
       d.items.emplace_back(Value::str("cycle"), Value::func("cycle", [k](Interp&, CallArgs& a) -> Value {
         if (a.pos.empty()) fail("no items for cycling given");
         return a.pos[static_cast<size_t>(k) % a.pos.size()];
+      }));
+      d.items.emplace_back(Value::str("changed"), Value::func("changed", [last_changed](Interp&, CallArgs& a) -> Value {
+        Value now = Value::list(a.pos, true);
+        if (*last_changed && equals(**last_changed, now)) return Value::boolean(false);
+        *last_changed = std::move(now);
+        return Value::boolean(true);
       }));
       s.vars["loop"] = std::move(loop);
       Flow f = exec(st.body, &s, out);
@@ -1233,30 +1275,117 @@ struct Interp {
   }
 
   // Python "fmt % args" for %s %r %d %i %f %%.
+  // Python's printf-style "fmt % args": %(key)s with a dict, flags "-+ 0#",
+  // width and precision (digits or *), conversions s r a d i u f F e E g G x X o c %.
   std::string percent_format(const std::string& fmt, const Value& args, int line) {
+    const bool by_key = args.is_dict();
     List items = args.t == T::List && args.tuple ? args.l->items : List{args};
     size_t next = 0;
     std::string out;
+    auto take = [&]() -> const Value& {
+      if (next >= items.size()) fail("not enough arguments for format string", line);
+      return items[next++];
+    };
     for (size_t k = 0; k < fmt.size(); ++k) {
       if (fmt[k] != '%') { out += fmt[k]; continue; }
       if (++k >= fmt.size()) fail("incomplete format", line);
+      const Value* keyed = nullptr;
+      if (fmt[k] == '(') {
+        size_t close = fmt.find(')', k);
+        if (close == std::string::npos) fail("incomplete format key", line);
+        if (!by_key) fail("format requires a mapping", line);
+        const Value* v = args.d->find(fmt.substr(k + 1, close - k - 1));
+        if (!v) fail("KeyError: '" + fmt.substr(k + 1, close - k - 1) + "'", line);
+        keyed = v;
+        k = close + 1;
+      }
+      std::string flags;
+      while (k < fmt.size() && std::strchr("-+ 0#", fmt[k])) flags += fmt[k++];
+      auto number = [&](int& dst) {
+        if (k < fmt.size() && fmt[k] == '*') {
+          const Value& w = take();
+          if (!is_intlike(w)) fail("* wants int", line);
+          dst = static_cast<int>(std::clamp<std::int64_t>(as_int(w), -4096, 4096));
+          ++k;
+          return;
+        }
+        while (k < fmt.size() && std::isdigit(static_cast<unsigned char>(fmt[k]))) {
+          dst = std::min(dst * 10 + (fmt[k] - '0'), 4096);
+          ++k;
+        }
+      };
+      int width = 0, prec = -1;
+      number(width);
+      if (width < 0) { flags += '-'; width = -width; }
+      if (k < fmt.size() && fmt[k] == '.') {
+        ++k;
+        prec = 0;
+        number(prec);
+      }
+      while (k < fmt.size() && (fmt[k] == 'l' || fmt[k] == 'h' || fmt[k] == 'L')) ++k;
+      if (k >= fmt.size()) fail("incomplete format", line);
       char c = fmt[k];
       if (c == '%') { out += '%'; continue; }
-      if (next >= items.size()) fail("not enough arguments for format string", line);
-      const Value& v = items[next++];
-      if (c == 's') out += to_str(v);
-      else if (c == 'r') out += repr(v);
-      else if (c == 'd' || c == 'i') {
-        if (!v.is_num()) fail("%d format: a real number is required, not " + type_name(v), line);
-        out += std::to_string(v.t == T::Float ? static_cast<std::int64_t>(v.f) : as_int(v));
-      } else if (c == 'f') {
+      const Value& v = keyed ? *keyed : take();
+      const bool left = flags.find('-') != std::string::npos;
+      std::string body;
+      bool numeric = false;
+      if (c == 's' || c == 'r' || c == 'a') {
+        body = c == 's' ? to_str(v) : repr(v);
+        if (prec >= 0) {
+          auto cps = utf8_decode(body);
+          if (cps.size() > static_cast<size_t>(prec)) body = utf8_encode(cps, 0, static_cast<size_t>(prec));
+        }
+      } else if (c == 'c') {
+        if (v.t == T::Str && utf8_length(v.s) == 1) body = v.s;
+        else if (is_intlike(v) && as_int(v) >= 0 && as_int(v) <= 0x10FFFF) utf8_append(body, static_cast<std::uint32_t>(as_int(v)));
+        else fail("%c requires int or char", line);
+      } else if (std::strchr("diuxXo", c)) {
+        if (!v.is_num() || (v.t == T::Float && std::strchr("xXo", c)))
+          fail(std::string("%") + c + " format: " + (std::strchr("xXo", c) ? "an integer" : "a real number") +
+                   " is required, not " + type_name(v), line);
+        if (v.t == T::Float && !std::isfinite(v.f)) fail("cannot convert float to integer", line);
+        std::int64_t n = v.t == T::Float ? static_cast<std::int64_t>(v.f) : as_int(v);
+        std::string f = "%";
+        for (char fl : flags) if (fl != '-' && fl != '0') f += fl;
+        if (prec >= 0) f += "." + std::to_string(prec);
+        f += (c == 'i' || c == 'u') ? std::string("lld") : std::string("ll") + c;
+        char b[128];
+        if ((c == 'x' || c == 'X' || c == 'o') && n < 0) {
+          std::snprintf(b, sizeof b, f.c_str(), static_cast<long long>(-n));
+          body = std::string("-") + b;
+          if (flags.find('#') != std::string::npos && c == 'o') body = "-0o" + body.substr(2);
+        } else {
+          std::snprintf(b, sizeof b, f.c_str(), static_cast<long long>(n));
+          body = b;
+          if (flags.find('#') != std::string::npos && c == 'o' && body.size() > 1 && body[0] == '0') body.insert(1, "o");
+        }
+        numeric = true;
+      } else if (std::strchr("fFeEgG", c)) {
         if (!v.is_num()) fail("must be real number, not " + type_name(v), line);
-        char b[64];
-        std::snprintf(b, sizeof b, "%f", as_float(v));
-        out += b;
-      } else fail(std::string("unsupported format character '") + c + "'", line);
+        std::string f = "%";
+        for (char fl : flags) if (fl != '-' && fl != '0') f += fl;
+        f += "." + std::to_string(prec < 0 ? 6 : prec) + c;
+        char b[512];
+        std::snprintf(b, sizeof b, f.c_str(), as_float(v));
+        body = b;
+        numeric = true;
+      } else {
+        fail(std::string("unsupported format character '") + c + "'", line);
+      }
+      size_t len = utf8_length(body);
+      if (static_cast<size_t>(width) > len) {
+        size_t pad = static_cast<size_t>(width) - len;
+        if (left) body.append(pad, ' ');
+        else if (numeric && flags.find('0') != std::string::npos) {
+          size_t at = (!body.empty() && (body[0] == '-' || body[0] == '+' || body[0] == ' ')) ? 1 : 0;
+          if (body.compare(at, 2, "0x") == 0 || body.compare(at, 2, "0X") == 0 || body.compare(at, 2, "0o") == 0) at += 2;
+          body.insert(at, pad, '0');
+        } else body.insert(0, pad, ' ');
+      }
+      out += body;
     }
-    if (next < items.size()) fail("not all arguments converted during string formatting", line);
+    if (!by_key && next < items.size()) fail("not all arguments converted during string formatting", line);
     return out;
   }
 
@@ -1778,6 +1907,45 @@ struct Interp {
         out.push_back(Value::list(std::move(cur)));
       }
       return generator(std::move(out));
+    }
+    if (name == "truncate") {  // do_truncate(s, length=255, killwords=False, end='...', leeway=None -> 5)
+      auto cps = utf8_decode(need_str());
+      std::int64_t length = int_arg(a, 0, "length", 255);
+      const Value* kw = arg(a, 1, "killwords");
+      const Value* endv = arg(a, 2, "end");
+      std::string end = endv ? to_str(*endv) : "...";
+      std::int64_t leeway = int_arg(a, 3, "leeway", 5);
+      std::int64_t end_len = static_cast<std::int64_t>(utf8_length(end));
+      if (length < end_len) fail("expected length >= " + std::to_string(end_len) + ", got " + std::to_string(length), line);
+      if (leeway < 0) fail("expected leeway >= 0, got " + std::to_string(leeway), line);
+      if (static_cast<std::int64_t>(cps.size()) <= length + leeway) return v;
+      std::string head = utf8_encode(cps, 0, static_cast<size_t>(length - end_len));
+      if (!(kw && truthy(*kw))) {
+        size_t sp = head.rfind(' ');
+        if (sp != std::string::npos) head.resize(sp);
+      }
+      return Value::str(head + end);
+    }
+    if (name == "striptags") {  // markupsafe: drop comments and tags, collapse whitespace, unescape
+      const std::string& in = need_str();
+      std::string t;
+      for (size_t k = 0; k < in.size();) {
+        if (in.compare(k, 4, "<!--") == 0) {
+          size_t e = in.find("-->", k + 4);
+          if (e != std::string::npos) { k = e + 3; continue; }
+        }
+        if (in[k] == '<') {
+          size_t e = in.find('>', k + 1);
+          if (e != std::string::npos) { k = e + 1; continue; }
+        }
+        t += in[k++];
+      }
+      std::string words;
+      for (auto& w : split(t, nullptr, -1, false)) {
+        if (!words.empty()) words += ' ';
+        words += w.s;
+      }
+      return Value::str(html_unescape(words));
     }
     if (name == "pprint") return Value::str(repr(v));
     fail("no filter named '" + name + "'", line);

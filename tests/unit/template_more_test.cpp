@@ -113,6 +113,41 @@ INSTANTIATE_TEST_SUITE_P(RealTemplates, TemplateMore, ::testing::ValuesIn(templa
                            return s;
                          });
 
+// Single-feature snippets (snippets.json) against jinja2's output.
+TEST(TemplateMoreSnippets, MatchJinja2) {
+  const auto snippets = nlohmann::ordered_json::parse(read_file(data_dir() / "snippets.json"))["snippets"];
+  const auto& want_all = expected()["snippets"];
+  ChatTemplate::Options opt;
+  opt.strftime_now_date = "2026-01-15";
+  nlohmann::ordered_json ctx = {{"bos_token", "<s>"}, {"eos_token", "</s>"}};
+  int checked = 0;
+  for (auto& [name, src] : snippets.items()) {
+    ASSERT_TRUE(want_all.contains(name)) << name << " has no expected render; run render_expected.py";
+    const auto& want = want_all[name];
+    std::string got, err;
+    bool threw = false;
+    try {
+      got = ChatTemplate::parse(src.get<std::string>(), opt).render(ctx);
+    } catch (const TemplateError& e) {
+      threw = true;
+      err = e.what();
+    }
+    ++checked;
+    if (want.contains("text")) {
+      std::string w = want["text"];
+      if (threw) ADD_FAILURE() << name << ": unexpected error: " << err;
+      else if (got != w) ADD_FAILURE() << name << ": " << diff_at(w, got);
+      continue;
+    }
+    std::string w = want["error"];
+    const std::string prefix = "TemplateError: ";
+    if (!threw) ADD_FAILURE() << name << ": expected error '" << w << "', rendered " << nlohmann::json(got).dump();
+    else if (w.rfind(prefix, 0) == 0 && err != w.substr(prefix.size()))
+      ADD_FAILURE() << name << ": error '" << err << "', expected '" << w.substr(prefix.size()) << "'";
+  }
+  EXPECT_GE(checked, 30);
+}
+
 TEST(TemplateMoreData, EnoughTemplatesAndCases) {
   EXPECT_GE(expected()["renders"].size(), 20u);
   EXPECT_GE(cases().size(), 10u);

@@ -15,7 +15,8 @@ renders its body unchanged.
 
 expected.json: {"settings", "renders": {NAME.jinja: {case: {"text": ...} or
 {"error": "TemplateError: msg"} (raise_exception) or {"error": "Type: msg"}
-(any other exception)}}}.  Run: /usr/bin/python3 render_expected.py
+(any other exception)}}, "snippets": {name: same}} where snippets are the
+short feature templates of snippets.json rendered with only bos/eos_token.  Run: /usr/bin/python3 render_expected.py
 """
 import collections
 import datetime
@@ -87,11 +88,22 @@ def main():
             except Exception as e:  # noqa: BLE001 - the template itself fails
                 out[case["name"]] = {"error": type(e).__name__ + ": " + str(e)}
         renders[name] = out
+    with open(os.path.join(HERE, "snippets.json"), encoding="utf-8") as f:
+        snippets = json.load(f)["snippets"]
+    snippet_out = collections.OrderedDict()
+    for name, src in snippets.items():
+        try:
+            snippet_out[name] = {"text": env.from_string(src).render(bos_token="<s>", eos_token="</s>")}
+        except TemplateError as e:
+            snippet_out[name] = {"error": "TemplateError: " + str(e)}
+        except Exception as e:  # noqa: BLE001
+            snippet_out[name] = {"error": type(e).__name__ + ": " + str(e)}
     result = collections.OrderedDict()
     result["settings"] = (f"jinja2 {jinja2.__version__}, SandboxedEnvironment, trim_blocks=True, "
                           "lstrip_blocks=True, loopcontrols, {% generation %} as in transformers; globals raise_exception(msg), strftime_now(fmt) "
                           "fixed at 2026-01-15; bos_token='<s>', eos_token='</s>'")
     result["renders"] = renders
+    result["snippets"] = snippet_out
     with open(os.path.join(HERE, "expected.json"), "w", encoding="utf-8") as f:
         json.dump(result, f, ensure_ascii=False, indent=1)
         f.write("\n")
