@@ -1,42 +1,83 @@
-// lmhost serve [--host H] [--port P] [--model [NAME=]PATH]... [--models-dir DIR]
+// lmhost serve [--config FILE] [--host H] [--port P] [--model [NAME=]PATH]... [--models-dir DIR]
 //              [--parallel N] [--ctx N] [-t THREADS] [--max-queue N] [--timeout S]
+//              [--set KEY=VALUE]... [--api-key KEY]... [--print-config]
 // The HTTP server (OpenAI, Ollama and native APIs). The listener is up before
 // the models finish loading. With no model it serves a synthesized demo model.
+// Configuration: defaults < YAML file (--config / LMHOST_CONFIG) < environment
+// < flags (config/config.h); a bad configuration exits with code 2.
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <unistd.h>
 
 #include "api/api.h"
+#include "api/production.h"
+#include "config/config.h"
+#include "observe/log.h"
 #include "cli/command.h"
 #include "engine/model_pool.h"
 #include "model/synth.h"
 #include "server/http.h"
 #include "util/error.h"
+#include "web/web.h"
 
 namespace lmhost::cli {
 namespace {
 
 namespace fs = std::filesystem;
 
+// Flags left at -1 / empty do not override the file or the environment.
 struct ServeOptions {
   std::string host;
   int port = -1;
   std::vector<std::string> models;
   std::string models_dir;
-  int parallel = 4;
-  int ctx = 0;
-  int threads = 0;
+  int parallel = -1;
+  int ctx = -1;
+  int threads = -1;
   int max_queue = -1;
   int timeout = -1;
-  int http_threads = 4;
-  size_t body_limit = 8u << 20;
+  int http_threads = -1;
+  int64_t body_limit = -1;
   bool quiet = false;
+  std::string config_file;
+  std::vector<std::string> sets;      // KEY=VALUE
+  std::vector<std::string> api_keys;  // --api-key
+  bool print_config = false;
 };
 
-std::string env_or(const char* name, const std::string& def) {
-  const char* v = std::getenv(name);
-  return v && *v ? std::string(v) : def;
+config::Config build_config(const ServeOptions& o) {
+  config::LoadInput in;
+  in.file = o.config_file;
+  in.env = config::environment();
+  auto& ov = in.overrides;
+  auto num = [&](const char* key, int64_t v) {
+    if (v >= 0) ov.emplace_back(key, std::to_string(v));
+  };
+  if (!o.host.empty()) ov.emplace_back("server.host", o.host);
+  num("server.port", o.port);
+  if (!o.models.empty()) {
+    std::string joined;
+    for (const auto& m : o.models) joined += (joined.empty() ? "" : ",") + m;
+    ov.emplace_back("models.paths", joined);
+  }
+  if (!o.models_dir.empty()) ov.emplace_back("models.dir", o.models_dir);
+  num("models.parallel", o.parallel);
+  num("models.ctx", o.ctx);
+  num("models.threads", o.threads);
+  num("models.max_queue", o.max_queue);
+  num("server.request_timeout_seconds", o.timeout);
+  num("server.http_threads", o.http_threads);
+  num("server.max_body_bytes", o.body_limit);
+  if (o.quiet) ov.emplace_back("logging.requests", "false");
+  for (const auto& kv : o.sets) {
+    const size_t eq = kv.find('=');
+    if (eq == std::string::npos || eq == 0) throw config::ConfigError({"--set " + kv + ": expected KEY=VALUE, e.g. server.port=9000"});
+    ov.emplace_back(kv.substr(0, eq), kv.substr(eq + 1));
+  }
+  for (const auto& k : o.api_keys) ov.emplace_back("auth.api_keys", k);
+  return config::load(in);
 }
 
 int env_int(const char* name, int def) {
@@ -85,14 +126,14 @@ void ensure_demo(const std::string& path) {
   if (ec) throw Error("cannot write the demo model to " + path + ": " + ec.message());
 }
 
-int serve(const ServeOptions& o) {
+int serve(const ServeOptions& o, const config::Config& cfg) {
   EngineOptions eo;
-  eo.n_parallel = o.parallel;
-  eo.n_ctx = o.ctx;
-  eo.n_threads = o.threads;
-  eo.max_queue = o.max_queue >= 0 ? o.max_queue : env_int("MAX_QUEUE", 64);
+  eo.n_parallel = static_cast<int>(cfg.parallel);
+  eo.n_ctx = static_cast<int>(cfg.ctx);
+  eo.n_threads = static_cast<int>(cfg.threads);
+  eo.max_queue = static_cast<int>(cfg.max_queue);
   if (eo.n_parallel < 1 || eo.n_parallel > 256) throw Error("--parallel must be between 1 and 256");
-  eo.embed.batch_size = env_int("BATCH_SIZE", 32);  // embedding models: dynamic batching
+  eo.embed.batch_size = static_cast<int>(cfg.batch_size);  // embedding models: dynamic batching
   eo.embed.max_batch_tokens = env_int("MAX_BATCH_TOKENS", 8192);
   eo.embed.max_wait = std::chrono::microseconds(env_int("BATCH_WAIT_US", 2000));
   eo.embed.max_queue = env_int("EMBED_MAX_QUEUE", 1024);
@@ -100,12 +141,20 @@ int serve(const ServeOptions& o) {
     throw Error("BATCH_SIZE, MAX_BATCH_TOKENS and EMBED_MAX_QUEUE must be positive");
   auto pool = std::make_shared<ModelPool>(eo);
 
-  std::vector<std::string> specs = o.models;
-  if (!o.models_dir.empty()) {
+  std::vector<std::string> specs = cfg.model_paths;
+  if (!cfg.models_dir.empty()) {
     std::error_code ec;
-    for (const auto& e : fs::directory_iterator(o.models_dir, ec))
+    for (const auto& e : fs::directory_iterator(cfg.models_dir, ec))
       if (e.path().extension() == ".gguf") specs.push_back(e.path().string());
-    if (ec) throw Error("cannot read --models-dir " + o.models_dir + ": " + ec.message());
+    if (ec) throw Error("cannot read --models-dir " + cfg.models_dir + ": " + ec.message());
+  }
+  if (!cfg.default_model.empty()) {  // the pool's first model answers requests that name none
+    std::stable_partition(specs.begin(), specs.end(), [&](const std::string& s) {
+      const size_t eq = s.find('=');
+      const std::string name = eq != std::string::npos && eq > 0 && !fs::exists(s) ? s.substr(0, eq)
+                                                                                   : fs::path(s).stem().string();
+      return name == cfg.default_model;
+    });
   }
   for (const auto& s : specs) {
     ModelConfig c;
@@ -138,22 +187,40 @@ int serve(const ServeOptions& o) {
 
   auto router = std::make_shared<server::Router>();
   api::ApiOptions ao;
-  const int timeout = o.timeout >= 0 ? o.timeout : env_int("REQUEST_TIMEOUT_SECONDS", 600);
-  ao.request_timeout = std::chrono::seconds(timeout);
+  ao.request_timeout = std::chrono::seconds(cfg.request_timeout_seconds);
+  gateway::CacheOptions co;
+  co.lru_entries = static_cast<size_t>(cfg.cache_size);
+  co.redis_url = cfg.redis_url;
+  co.ttl = std::chrono::seconds(cfg.cache_ttl_seconds);
+  ao.embed_cache = std::make_shared<gateway::EmbeddingCache>(co);
+  web::register_routes(*router, {ao.version});  // first: its GET / negotiates (browsers get the playground)
   api::register_routes(*router, pool, ao);
+  api::BuildInfo bi;
+  bi.version = ao.version;
+  bi.build = std::string("gcc ") + __VERSION__;
+  api::Production prod(cfg, pool, ao.embed_cache, bi);
+  prod.install(*router);  // auth, rate limits, limits, /metrics, /ready, /info
 
   server::ServerOptions so;
-  so.host = o.host.empty() ? env_or("HOST", "127.0.0.1") : o.host;
-  const int port = o.port >= 0 ? o.port : env_int("PORT", 8080);
-  if (port < 0 || port > 65535) throw Error("port " + std::to_string(port) + " is out of range");
-  so.port = static_cast<uint16_t>(port);
-  so.threads = o.http_threads;
-  so.body_limit = o.body_limit;
-  so.log_requests = !o.quiet;
+  so.host = cfg.host;
+  so.port = static_cast<uint16_t>(cfg.port);
+  so.threads = static_cast<int>(cfg.http_threads);
+  so.body_limit = static_cast<size_t>(cfg.max_body_bytes);
+  so.log_requests = cfg.log_requests;
+  so.max_connections = static_cast<int>(cfg.max_connections);
+  so.request_read_timeout = std::chrono::seconds(cfg.header_timeout_seconds);
+  so.idle_timeout = std::chrono::seconds(cfg.idle_timeout_seconds);
+  so.write_timeout = std::chrono::seconds(cfg.write_timeout_seconds);
+  so.on_complete = [&prod](const server::HttpRequest& req, int status, const std::string& note) {
+    prod.on_complete(req, status, note);
+  };
   server::HttpServer http(so, router);
   http.start();
-  std::fprintf(stderr, "lmhost: listening on http://%s:%u (OpenAI /v1, Ollama /api, /health)\n", so.host.c_str(),
-               http.port());
+  observe::log_info("listening", {{"url", "http://" + so.host + ":" + std::to_string(http.port())},
+                                  {"port", static_cast<int64_t>(http.port())},
+                                  {"instance_id", cfg.instance_id},
+                                  {"apis", "OpenAI /v1, Ollama /api, /health, /ready, /info, /metrics"}});
+  prod.log_startup(so.host, http.port());
   if (demo)
     std::fprintf(stderr,
                  "lmhost: no model given: serving the built-in demo model \"demo\" (random weights, the text is "
@@ -161,6 +228,7 @@ int serve(const ServeOptions& o) {
                  "(or --model NAME=PATH, repeatable)\n");
   pool->load_async();
   http.wait_for_signal();
+  prod.set_draining(true);  // /ready answers 503 from now on
   http.stop();
   pool->stop();
   std::fprintf(stderr, "lmhost: stopped\n");
@@ -174,15 +242,40 @@ const bool registered = register_command({"serve", "Run the HTTP server (OpenAI 
     sub.add_option("--port", o->port, "port (env PORT, default 8080; 0 = any free port)");
     sub.add_option("-m,--model", o->models, "GGUF model to serve, as PATH or NAME=PATH (repeatable)");
     sub.add_option("--models-dir", o->models_dir, "serve every .gguf file in this folder");
-    sub.add_option("--parallel", o->parallel, "sequences decoded together per model")->capture_default_str();
-    sub.add_option("-c,--ctx", o->ctx, "context per sequence (0 = the model's, at most 4096)")->capture_default_str();
-    sub.add_option("-t,--threads", o->threads, "compute threads (0 = physical cores)")->capture_default_str();
+    sub.add_option("--parallel", o->parallel, "sequences decoded together per model (default 4)");
+    sub.add_option("-c,--ctx", o->ctx, "context per sequence (0 = the model's, at most 4096; default 0)");
+    sub.add_option("-t,--threads", o->threads, "compute threads (0 = physical cores; default 0)");
     sub.add_option("--max-queue", o->max_queue, "waiting requests per model before 503 (env MAX_QUEUE, default 64)");
     sub.add_option("--timeout", o->timeout, "seconds a request may take (env REQUEST_TIMEOUT_SECONDS, default 600)");
-    sub.add_option("--http-threads", o->http_threads, "HTTP I/O threads")->capture_default_str();
-    sub.add_option("--body-limit", o->body_limit, "largest request body in bytes")->capture_default_str();
+    sub.add_option("--http-threads", o->http_threads, "HTTP I/O threads (default 4)");
+    sub.add_option("--body-limit", o->body_limit, "largest request body in bytes (default 8 MiB)");
     sub.add_flag("-q,--quiet", o->quiet, "no per-request log lines");
-    return [o] { return serve(*o); };
+    sub.add_option("--config", o->config_file, "YAML configuration file (env LMHOST_CONFIG)");
+    sub.add_option("--set", o->sets, "set any configuration key, e.g. --set rate_limit.burst=10 (repeatable)");
+    sub.add_option("--api-key", o->api_keys, "accept this API key (repeatable; see also API_KEYS, API_KEYS_FILE)");
+    sub.add_flag("--print-config", o->print_config, "print the effective configuration (secrets redacted) and exit");
+    return [o]() -> int {
+      config::Config cfg;
+      try {
+        cfg = build_config(*o);
+      } catch (const config::ConfigError& e) {
+        std::fprintf(stderr, "lmhost: %s\n", e.what());
+        return 2;
+      }
+      if (o->print_config) {
+        std::fputs(config::to_yaml(cfg).c_str(), stdout);
+        return 0;
+      }
+      observe::Level lvl = observe::Level::Info;
+      observe::parse_level(cfg.log_level, lvl);
+      observe::Logger::global().set_level(lvl);
+      try {
+        return serve(*o, cfg);
+      } catch (const Error& e) {
+        observe::log_error("start-up failed", {{"error", e.what()}});
+        return e.status() == 400 ? 2 : 1;
+      }
+    };
   }});
 
 }  // namespace
