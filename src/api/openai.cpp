@@ -250,6 +250,9 @@ HttpResponse completions(Ctx& ctx, HttpRequest& req) {
   auto m = resolve_model(ctx, opt_string(b, "model").value_or(""));
   OpenAIParams p = read_params(b, *m, /*chat=*/false);
   const bool echo = opt_bool(b, "echo").value_or(false);
+  // Extension (as llama.cpp's /completion): the generated token ids per choice,
+  // so clients can compare ids without re-tokenizing the text.
+  const bool return_tokens = opt_bool(b, "return_tokens").value_or(false);
   if (auto sfx = opt_string(b, "suffix"); sfx && !sfx->empty())
     throw Error("'suffix' (fill-in-the-middle) is not supported", 400);
   auto prompts = completion_prompts(b, *m);
@@ -286,13 +289,14 @@ HttpResponse completions(Ctx& ctx, HttpRequest& req) {
       }
     const bool lp = p.logprobs;
     const bool include_usage = p.include_usage;
-    auto on_event = [base, usage, lp, n](int i, const TokenEvent& ev) -> std::string {
+    auto on_event = [base, usage, lp, n, return_tokens](int i, const TokenEvent& ev) -> std::string {
       json c = base;
       if (ev.kind == TokenEvent::Kind::Token) {
-        if (ev.text.empty() && !lp) return "";
-        c["choices"] = json::array({{{"index", i}, {"text", ev.text},
-                                     {"logprobs", lp ? completion_logprobs({ev}) : json(nullptr)},
-                                     {"finish_reason", nullptr}}});
+        if (ev.text.empty() && !lp && !return_tokens) return "";
+        json choice = {{"index", i}, {"text", ev.text},
+                       {"logprobs", lp ? completion_logprobs({ev}) : json(nullptr)}, {"finish_reason", nullptr}};
+        if (return_tokens) choice["tokens"] = json::array({ev.token});
+        c["choices"] = json::array({choice});
         return sse(c);
       }
       if (i % n == 0) {
@@ -323,16 +327,22 @@ HttpResponse completions(Ctx& ctx, HttpRequest& req) {
   }
   const bool lp = p.logprobs;
   res.deferred = std::make_shared<GenDeferred>(
-      hs, lp, [id, created, name, lp, n, echo_text](std::vector<ChoiceResult>& rs) {
+      hs, lp || return_tokens, [id, created, name, lp, n, echo_text, return_tokens](std::vector<ChoiceResult>& rs) {
         json choices = json::array();
         Usage u;
         for (size_t i = 0; i < rs.size(); ++i) {
           const ChoiceResult& c = rs[i];
           if (c.finish == FinishReason::Error) return openai_error(500, "generation failed: " + c.error);
           const std::string text = (echo_text.empty() ? std::string() : echo_text[i / n]) + c.text;
-          choices.push_back({{"index", i}, {"text", text},
-                             {"logprobs", lp ? completion_logprobs(c.tokens) : json(nullptr)},
-                             {"finish_reason", openai_finish(c.finish)}});
+          json choice = {{"index", i}, {"text", text},
+                         {"logprobs", lp ? completion_logprobs(c.tokens) : json(nullptr)},
+                         {"finish_reason", openai_finish(c.finish)}};
+          if (return_tokens) {
+            json ids = json::array();
+            for (const auto& ev : c.tokens) ids.push_back(ev.token);
+            choice["tokens"] = std::move(ids);
+          }
+          choices.push_back(std::move(choice));
           if (i % n == 0) {
             u.prompt += c.stats.prompt_tokens;
             u.cached += c.stats.cached_tokens;
