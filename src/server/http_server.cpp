@@ -148,6 +148,10 @@ struct HttpServer::Impl {
   }
 
   void log(const HttpRequest& req, int status, const char* note = "") {
+    if (opts.on_complete) {
+      opts.on_complete(req, status, note);
+      return;
+    }
     if (!opts.log_requests) return;
     const double ms = std::chrono::duration<double, std::milli>(Clock::now() - req.received).count();
     std::fprintf(stderr, "lmhost: %s %s %s -> %d %.1f ms%s\n", req.id.c_str(), req.method.c_str(),
@@ -197,12 +201,30 @@ struct HttpServer::Impl {
     beast::tcp_stream stream(std::move(sock));
     beast::flat_buffer buf;
     auto waker = std::make_shared<Waker>(stream.get_executor());
+    if (opts.max_connections > 0 && connections.load() > opts.max_connections) {
+      co_await reject(stream, buf, 503,
+                      "too many open connections (the limit is " + std::to_string(opts.max_connections) +
+                          "); retry shortly",
+                      make_id());
+      co_return;
+    }
 
     for (;;) {
       http::request_parser<http::string_body> parser;
       parser.body_limit(opts.body_limit);
       parser.header_limit(64 * 1024);
-      stream.expires_after(opts.idle_timeout);
+      if (opts.request_read_timeout.count() > 0) {
+        // Idle until the first byte, then the whole request within the limit.
+        if (buf.size() == 0) {
+          stream.expires_after(opts.idle_timeout);
+          auto [pec, pn] = co_await stream.async_read_some(buf.prepare(16384), use_tuple);
+          if (pec) break;
+          buf.commit(pn);
+        }
+        stream.expires_after(opts.request_read_timeout);
+      } else {
+        stream.expires_after(opts.idle_timeout);
+      }
       auto [ec, nread] = co_await http::async_read(stream, buf, parser, use_tuple);
       if (ec) {
         if (ec == http::error::body_limit) {
