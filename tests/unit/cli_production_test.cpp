@@ -1,0 +1,370 @@
+// The production layer through the real binary: config errors (exit 2),
+// 401/403/413/429/400/503, the access log line, promtool on /metrics, and a
+// rate limit shared by two processes through a real redis-server.
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "http_test_client.h"
+#include "redis_test_server.h"
+
+namespace {
+
+using json = nlohmann::json;
+using lmhost::testing::HttpClient;
+namespace fs = std::filesystem;
+
+std::string tmp_path(const std::string& name) {
+  return (fs::temp_directory_path() / ("lmhost-prod-" + std::to_string(::getpid()) + "-" + name)).string();
+}
+
+std::string slurp(const std::string& p) {
+  std::ifstream in(p);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+int run(const std::string& args, std::string* out = nullptr) {
+  const std::string cmd = std::string(LMHOST_BINARY) + " " + args + " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  std::string o;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) o.append(buf, n);
+  const int st = pclose(p);
+  if (out) *out = o;
+  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+// `lmhost serve --port 0 ARGS` with extra environment; stderr goes to a file.
+class Server {
+ public:
+  Server(std::vector<std::string> args, std::vector<std::string> env, bool wait_ready = true) {
+    static int n = 0;
+    log_ = tmp_path("serve-" + std::to_string(n++) + ".log");
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      const int fd = ::open(log_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      ::dup2(fd, 2);
+      const int nul = ::open("/dev/null", O_WRONLY);
+      ::dup2(nul, 1);
+      for (const char* v : {"HOST", "PORT", "API_KEYS", "API_KEYS_FILE", "REDIS_URL", "LMHOST_CONFIG",
+                            "RATE_LIMIT_REQUESTS_PER_MINUTE", "RATE_LIMIT_BURST", "LOG_LEVEL", "LOG_PROMPTS"})
+        ::unsetenv(v);
+      for (auto& e : env) ::putenv(const_cast<char*>(e.c_str()));
+      std::vector<std::string> all = {LMHOST_BINARY, "serve", "--port", "0", "--parallel", "2", "-t", "1"};
+      all.insert(all.end(), args.begin(), args.end());
+      std::vector<char*> argv;
+      for (auto& a : all) argv.push_back(a.data());
+      argv.push_back(nullptr);
+      ::execv(argv[0], argv.data());
+      ::_exit(127);
+    }
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    while (std::chrono::steady_clock::now() < until && port_ == 0) {
+      for (const auto& line : lines()) {
+        if (line.value("msg", "") == "listening") port_ = line.value("port", 0);
+      }
+      int st;
+      if (::waitpid(pid_, &st, WNOHANG) == pid_) {
+        pid_ = -1;
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    if (port_ == 0) throw std::runtime_error("lmhost serve did not start: " + slurp(log_));
+    if (wait_ready) {
+      for (int i = 0; i < 600; ++i) {
+        HttpClient c(port_);
+        if (c.request("GET", "/ready").status == 200) break;
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      }
+    }
+  }
+  ~Server() {
+    if (pid_ > 0) {
+      ::kill(pid_, SIGKILL);
+      int st;
+      ::waitpid(pid_, &st, 0);
+    }
+    fs::remove(log_);
+  }
+  int port() const { return port_; }
+  bool alive() {
+    int st;
+    return pid_ > 0 && ::waitpid(pid_, &st, WNOHANG) == 0;
+  }
+  std::string log_text() const { return slurp(log_); }
+  std::vector<json> lines() const {
+    std::vector<json> out;
+    std::istringstream in(slurp(log_));
+    for (std::string l; std::getline(in, l);) {
+      auto j = json::parse(l, nullptr, false);
+      if (j.is_object()) out.push_back(j);
+    }
+    return out;
+  }
+
+ private:
+  std::string log_;
+  pid_t pid_ = -1;
+  int port_ = 0;
+};
+
+const std::string kChat = R"({"model":"demo","messages":[{"role":"user","content":"hi"}],"max_tokens":4})";
+
+}  // namespace
+
+TEST(Production, ConfigCheckAndBadConfigExit2) {
+  const std::string f = tmp_path("bad.yaml");
+  std::ofstream(f) << "server:\n  prot: 80\nrate_limit:\n  burst: many\n";
+  std::string out;
+  EXPECT_EQ(run("config check " + f, &out), 2);
+  EXPECT_NE(out.find(f + ":2: server.prot: unknown key (did you mean 'server.port'?)"), std::string::npos) << out;
+  EXPECT_NE(out.find(f + ":4: rate_limit.burst: expected an integer"), std::string::npos) << out;
+  EXPECT_EQ(run("serve --config " + f, &out), 2);
+  EXPECT_NE(out.find("server.prot"), std::string::npos) << out;
+  EXPECT_EQ(run("serve --set server.port=-3", &out), 2);
+  EXPECT_NE(out.find("command line server.port: expected an integer from 0 to 65535"), std::string::npos) << out;
+  std::ofstream(f) << "server:\n  port: 9100\n";
+  EXPECT_EQ(run("config check " + f, &out), 0) << out;
+  // Precedence: file < env < flag, secrets redacted.
+  EXPECT_EQ(run("serve --config " + f + " --print-config", &out), 0);
+  EXPECT_NE(out.find("port: 9100"), std::string::npos) << out;
+  EXPECT_EQ(run("serve --config " + f + " --print-config --port 9300 --api-key sekrit-key", &out), 0);
+  EXPECT_NE(out.find("port: 9300"), std::string::npos) << out;
+  EXPECT_EQ(out.find("sekrit-key"), std::string::npos) << out;
+  EXPECT_EQ(::setenv("PORT", "9200", 1), 0);
+  EXPECT_EQ(run("serve --config " + f + " --print-config", &out), 0);
+  EXPECT_NE(out.find("port: 9200"), std::string::npos) << out;
+  ::unsetenv("PORT");
+  fs::remove(f);
+}
+
+TEST(Production, AuthStatusesShapesAndLogLine) {
+  const std::string keys = tmp_path("keys");
+  fs::remove(keys);
+  std::string embed_only;
+  ASSERT_EQ(run("keys add embedder --file " + keys + " --models demo-embed", &embed_only), 0);
+  embed_only = embed_only.substr(embed_only.find("lmh_"));  // stdout (the key) and stderr are merged here
+  embed_only = embed_only.substr(0, embed_only.find('\n'));
+  ASSERT_EQ(embed_only.rfind("lmh_", 0), 0u) << embed_only;
+  EXPECT_EQ(slurp(keys).find(embed_only), std::string::npos);  // only the hash is stored
+  Server s({"--api-key", "full-key-123"}, {"API_KEYS_FILE=" + keys});
+  HttpClient c(s.port());
+  // 401 in each API's shape.
+  auto r = c.request("GET", "/v1/models");
+  EXPECT_EQ(r.status, 401);
+  EXPECT_TRUE(json::parse(r.body)["error"].contains("message")) << r.body;
+  EXPECT_EQ(r.header("www-authenticate").rfind("Bearer", 0), 0u);
+  r = c.request("GET", "/api/tags");
+  EXPECT_EQ(r.status, 401);
+  EXPECT_TRUE(json::parse(r.body)["error"].is_string()) << r.body;
+  r = c.request("GET", "/v1/models", "", {{"Authorization", "Bearer wrong"}});
+  EXPECT_EQ(r.status, 401);
+  EXPECT_NE(r.body.find("not valid"), std::string::npos);
+  // Accepted as Bearer and as x-api-key.
+  EXPECT_EQ(c.request("GET", "/v1/models", "", {{"Authorization", "Bearer full-key-123"}}).status, 200);
+  EXPECT_EQ(c.request("GET", "/v1/models", "", {{"x-api-key", embed_only}}).status, 200);
+  // 403: the key may not use this model (OpenAI and Ollama shapes).
+  r = c.request("POST", "/v1/chat/completions", kChat, {{"x-api-key", embed_only}});
+  EXPECT_EQ(r.status, 403) << r.body;
+  EXPECT_NE(json::parse(r.body)["error"]["message"].get<std::string>().find("'embedder' may not use the model 'demo'"),
+            std::string::npos);
+  r = c.request("POST", "/api/generate", R"({"model":"demo","prompt":"x","stream":false})", {{"x-api-key", embed_only}});
+  EXPECT_EQ(r.status, 403);
+  EXPECT_TRUE(json::parse(r.body)["error"].is_string());
+  // /health, /ready, /info and /metrics are open by default.
+  EXPECT_EQ(c.request("GET", "/health").status, 200);
+  EXPECT_EQ(c.request("GET", "/ready").status, 200);
+  auto info = json::parse(c.request("GET", "/info").body);
+  EXPECT_FALSE(info["instance_id"].get<std::string>().empty());
+  EXPECT_EQ(info["auth"], "api_key");
+  EXPECT_EQ(c.request("GET", "/metrics").status, 200);
+  // A generation with a request id: echoed, and one JSON log line with the fields.
+  r = c.request("POST", "/v1/chat/completions", kChat, {{"Authorization", "Bearer full-key-123"}, {"X-Request-Id", "test-req-42"}});
+  EXPECT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.header("x-request-id"), "test-req-42");
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  bool found = false;
+  for (const auto& l : s.lines()) {
+    if (l.value("request_id", "") != "test-req-42") continue;
+    found = true;
+    EXPECT_EQ(l["msg"], "request");
+    EXPECT_EQ(l["level"], "info");
+    EXPECT_TRUE(l.contains("time"));
+    EXPECT_EQ(l["method"], "POST");
+    EXPECT_EQ(l["path"], "/v1/chat/completions");
+    EXPECT_EQ(l["status"], 200);
+    EXPECT_EQ(l["model"], "demo");
+    EXPECT_EQ(l["key"], "cli-0");
+    EXPECT_GT(l["prompt_tokens"].get<int>(), 0);
+    EXPECT_GE(l["completion_tokens"].get<int>(), 1);
+    EXPECT_GT(l["duration_ms"].get<double>(), 0);
+    EXPECT_GE(l["ttft_ms"].get<double>(), 0);
+    EXPECT_EQ(l["client"].get<std::string>().rfind("127.0.0.1:", 0), 0u);
+    EXPECT_FALSE(l.contains("prompt"));  // LOG_PROMPTS is off
+  }
+  EXPECT_TRUE(found) << s.log_text();
+  const std::string log = s.log_text();
+  EXPECT_EQ(log.find("full-key-123"), std::string::npos);
+  EXPECT_EQ(log.find(embed_only), std::string::npos);
+  fs::remove(keys);
+}
+
+TEST(Production, ProtectedMetricsAndOpenServerWarning) {
+  Server s({"--set", "auth.protect_metrics=true", "--api-key", "k"}, {}, false);
+  HttpClient c(s.port());
+  EXPECT_EQ(c.request("GET", "/metrics").status, 401);
+  EXPECT_EQ(c.request("GET", "/metrics", "", {{"x-api-key", "k"}}).status, 200);
+  EXPECT_NE(c.request("GET", "/health").status, 401);
+  Server open({}, {}, false);
+  bool warned = false;
+  for (const auto& l : open.lines())
+    if (l.value("msg", "").find("no API keys configured") != std::string::npos) warned = l["level"] == "warn";
+  EXPECT_TRUE(warned) << open.log_text();
+}
+
+TEST(Production, RateLimit429WithHeaders) {
+  Server s({}, {"RATE_LIMIT_REQUESTS_PER_MINUTE=3", "RATE_LIMIT_BURST=2"}, false);
+  HttpClient c(s.port());
+  for (int i = 0; i < 5; ++i) {
+    auto r = c.request("GET", "/v1/models");
+    ASSERT_EQ(r.status, 200) << i;
+    EXPECT_EQ(r.header("x-ratelimit-limit"), "3");
+    EXPECT_EQ(r.header("x-ratelimit-remaining"), std::to_string(4 - i));
+  }
+  auto r = c.request("GET", "/v1/models");
+  EXPECT_EQ(r.status, 429);
+  EXPECT_EQ(r.header("x-ratelimit-limit"), "3");
+  EXPECT_EQ(r.header("x-ratelimit-remaining"), "0");
+  const int retry = std::stoi(r.header("retry-after"));
+  EXPECT_GE(retry, 1);
+  EXPECT_LE(retry, 20);
+  EXPECT_GE(std::stoi(r.header("x-ratelimit-reset")), retry);
+  EXPECT_NE(json::parse(r.body)["error"]["message"].get<std::string>().find("3 requests per minute"), std::string::npos);
+  EXPECT_EQ(json::parse(c.request("GET", "/api/tags").body)["error"].is_string(), true);  // Ollama shape
+  EXPECT_EQ(c.request("GET", "/health").status, 200);  // not limited
+  const std::string m = c.request("GET", "/metrics").body;
+  EXPECT_NE(m.find("lmhost_rate_limited_requests_total{key=\"anonymous\",limit=\"requests\"} 2"), std::string::npos) << m;
+}
+
+TEST(Production, BodyAndTokenLimits) {
+  Server s({"--body-limit", "2000"}, {"MAX_INPUT_TOKENS=8", "MAX_TOKENS=10"});
+  HttpClient c(s.port());
+  auto r = c.request("POST", "/v1/chat/completions", std::string(3000, ' '));
+  EXPECT_EQ(r.status, 413);
+  HttpClient c2(s.port());
+  r = c2.request("POST", "/v1/chat/completions",
+                 R"({"model":"demo","messages":[{"role":"user","content":"one two three four five six seven eight nine ten"}],"max_tokens":4})");
+  EXPECT_EQ(r.status, 400) << r.body;
+  const std::string msg = json::parse(r.body)["error"]["message"];
+  EXPECT_NE(msg.find("more than the 8 input tokens"), std::string::npos) << msg;
+  r = c2.request("POST", "/v1/completions", R"({"model":"demo","prompt":"hi","max_tokens":50})");
+  EXPECT_EQ(r.status, 400) << r.body;
+  EXPECT_NE(r.body.find("max_tokens is 50, more than the 10"), std::string::npos) << r.body;
+  r = c2.request("POST", "/v1/completions", R"({"model":"demo","prompt":"hi","max_tokens":3})");
+  EXPECT_EQ(r.status, 200) << r.body;
+}
+
+TEST(Production, NotReadyIs503AndMetricsPassPromtool) {
+  const std::string bad = tmp_path("broken.gguf");
+  std::ofstream(bad) << "this is not a gguf file";
+  Server s({"--model", "broken=" + bad}, {}, false);
+  HttpClient c(s.port());
+  lmhost::testing::ClientResponse r;
+  for (int i = 0; i < 100; ++i) {
+    r = c.request("GET", "/ready");
+    if (json::parse(r.body)["models"]["broken"] == "error") break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_EQ(r.status, 503);
+  EXPECT_EQ(r.header("retry-after"), "1");
+  EXPECT_EQ(c.request("POST", "/v1/completions", R"({"prompt":"x"})").status, 503);
+  fs::remove(bad);
+  // promtool on a server that served some traffic.
+  Server ok({}, {});
+  HttpClient c2(ok.port());
+  ASSERT_EQ(c2.request("POST", "/v1/chat/completions", kChat).status, 200);
+  c2.request("GET", "/nope");
+  const std::string metrics = c2.request("GET", "/metrics").body;
+  for (const char* name : {"lmhost_http_requests_total{", "lmhost_http_request_duration_seconds_bucket{",
+                           "lmhost_time_to_first_token_seconds_bucket{", "lmhost_time_per_output_token_seconds",
+                           "lmhost_queue_wait_seconds_bucket{", "lmhost_queue_depth{", "lmhost_active_sequences{",
+                           "lmhost_prompt_tokens_total{", "lmhost_completion_tokens_total{", "lmhost_models_loaded 2",
+                           "lmhost_process_resident_memory_bytes", "lmhost_build_info{", "lmhost_cache_hits_total"})
+    EXPECT_NE(metrics.find(name), std::string::npos) << name;
+  if (::access("/usr/bin/promtool", X_OK) != 0) GTEST_SKIP() << "promtool not installed (apt-get install prometheus)";
+  const std::string f = tmp_path("metrics.txt");
+  std::ofstream(f) << metrics;
+  FILE* p = popen(("/usr/bin/promtool check metrics < " + f + " 2>&1").c_str(), "r");
+  std::string out;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  const int st = pclose(p);
+  EXPECT_EQ(WEXITSTATUS(st), 0) << out << "\n" << metrics;
+  EXPECT_EQ(out, "") << out;  // no lint warnings either
+  fs::remove(f);
+}
+
+TEST(Production, TwoProcessesShareOneKeyLimitThroughRedis) {
+  if (!lmhost::testing::RedisServer::available()) GTEST_SKIP() << lmhost::testing::RedisServer::kSkip;
+  lmhost::testing::RedisServer redis;
+  std::vector<std::string> env = {"REDIS_URL=" + redis.url(), "RATE_LIMIT_REQUESTS_PER_MINUTE=4",
+                                  "RATE_LIMIT_BURST=2", "API_KEYS=shared-key"};
+  Server a({}, env, false), b({}, env, false);
+  HttpClient ca(a.port()), cb(b.port());
+  int ok = 0, limited = 0;
+  for (int i = 0; i < 14; ++i) {
+    auto r = (i % 2 ? ca : cb).request("GET", "/v1/models", "", {{"x-api-key", "shared-key"}});
+    ok += r.status == 200;
+    limited += r.status == 429;
+  }
+  EXPECT_EQ(ok, 6);  // limit + burst in total over both processes
+  EXPECT_EQ(limited, 8);
+  // Redis goes away: fail open (default), no crash, counted.
+  redis.stop();
+  for (int i = 0; i < 6; ++i) {
+    EXPECT_EQ((i % 2 ? ca : cb).request("GET", "/v1/models", "", {{"x-api-key", "shared-key"}}).status, 200);
+  }
+  EXPECT_TRUE(a.alive());
+  EXPECT_TRUE(b.alive());
+  const std::string m = ca.request("GET", "/metrics").body;
+  EXPECT_NE(m.find("lmhost_rate_limiter_redis_outages_total 1"), std::string::npos) << m;
+  EXPECT_NE(a.log_text().find("rate limiter: Redis unavailable"), std::string::npos);
+}
+
+TEST(Production, RedisDownClosedModeRefuses) {
+  if (!lmhost::testing::RedisServer::available()) GTEST_SKIP() << lmhost::testing::RedisServer::kSkip;
+  lmhost::testing::RedisServer redis;
+  Server s({"--set", "rate_limit.on_redis_error=closed"},
+           {"REDIS_URL=" + redis.url(), "RATE_LIMIT_REQUESTS_PER_MINUTE=100"}, false);
+  HttpClient c(s.port());
+  EXPECT_EQ(c.request("GET", "/v1/models").status, 200);
+  redis.stop();
+  auto r = c.request("GET", "/v1/models");
+  EXPECT_EQ(r.status, 503);
+  EXPECT_NE(r.body.find("rate limiter is unavailable"), std::string::npos);
+  redis.start();
+  std::this_thread::sleep_for(std::chrono::milliseconds(400));
+  bool back = false;
+  for (int i = 0; i < 30 && !back; ++i) {
+    back = c.request("GET", "/v1/models").status == 200;
+    if (!back) std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  EXPECT_TRUE(back);
+  EXPECT_TRUE(s.alive());
+}
