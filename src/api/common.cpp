@@ -10,6 +10,8 @@
 #include <random>
 #include <set>
 
+#include "template/chat_template.h"
+
 namespace lmhost::api {
 
 std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
@@ -149,6 +151,17 @@ void log_fallback_once(const ServedModel& m, const std::string& why) {
     std::fprintf(stderr, "lmhost: model '%s': %s; rendering chats as ChatML\n", m.name().c_str(), why.c_str());
 }
 
+// Render failures that are our interpreter's limitation, not the template's
+// verdict on the messages: fall back to ChatML for these.
+bool ours(const TemplateError& e) {
+  if (e.status() >= 500) return true;
+  const std::string_view m = e.what();
+  for (std::string_view p : {"no filter named", "no test named", "are not supported in str.format", "step limit",
+                             "maximum macro recursion depth", "nested too deeply"})
+    if (m.find(p) != std::string_view::npos) return true;
+  return false;
+}
+
 }  // namespace
 
 std::string render_chat(ServedModel& m, const json& messages, bool add_generation_prompt) {
@@ -177,6 +190,13 @@ std::string render_chat(ServedModel& m, const json& messages, bool add_generatio
                   {"bos_token", tok.bos() >= 0 ? std::string(tok.token_text(tok.bos())) : std::string()},
                   {"eos_token", tok.eos() >= 0 ? std::string(tok.token_text(tok.eos())) : std::string()}};
       return m.chat_template()->render(ctx);
+    } catch (const TemplateError& e) {
+      // The template itself refused these messages (raise_exception, e.g. a
+      // system role it does not support, or a Python-level error jinja2 would
+      // raise too): the client gets a 400 with the template's message. Only a
+      // limitation of our interpreter falls back to ChatML.
+      if (!ours(e)) throw Error(std::string("the model's chat template rejected the messages: ") + e.what(), 400);
+      log_fallback_once(m, std::string("its chat template failed to render (") + e.what() + ")");
     } catch (const std::exception& e) {
       log_fallback_once(m, std::string("its chat template failed to render (") + e.what() + ")");
     }

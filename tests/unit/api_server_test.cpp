@@ -430,3 +430,69 @@ TEST(ApiBackpressure, FullQueueGets503AtOnce) {
   EXPECT_TRUE(json::parse(o.body)["error"].is_string()) << "Ollama error shape";
   c.close();
 }
+
+namespace {
+// The demo model file with another tokenizer.chat_template (everything else copied).
+std::string demo_with_template(const std::string& name, const std::string& tpl) {
+  const std::string path = (std::filesystem::temp_directory_path() /
+                            ("lmhost-api-test-" + std::to_string(getpid()) + "-" + name + ".gguf")).string();
+  auto f = gguf::File::open(demo_file());
+  gguf::Writer w;
+  for (const auto& v : f->metadata()) {
+    if (v.key == "tokenizer.chat_template") continue;
+    const size_t hdr = v.is_string() ? 8 : v.is_array() ? 12 : 0;  // length / element type + count
+    w.set_raw(v.key, v.type(), std::vector<uint8_t>(v.data_ - hdr, v.data_ + v.size_));
+  }
+  w.set_string("tokenizer.chat_template", tpl);
+  for (const auto& t : f->tensors()) w.add_tensor(t.name, t.type, t.dims, std::vector<uint8_t>(t.data, t.data + t.nbytes));
+  w.write(path);
+  return path;
+}
+}  // namespace
+
+// A template's own raise_exception (Gemma refusing a system role) is the
+// client's 400 with the template's message, in OpenAI and Ollama shapes; a
+// template our interpreter cannot run falls back to ChatML and still answers.
+TEST(ApiTemplates, RaiseExceptionIs400AndOurFailuresFallBack) {
+  const std::string strict = demo_with_template(
+      "strict",
+      "{{ bos_token }}{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not supported') }}{% endif %}"
+      "{% for m in messages %}<start_of_turn>{{ m['role'] }}\n{{ m['content'] }}<end_of_turn>\n{% endfor %}"
+      "{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}");
+  const std::string odd = demo_with_template("odd", "{% for m in messages %}{{ m['content'] | frobnicate }}{% endfor %}");
+  EngineOptions eo;
+  eo.n_parallel = 1;
+  eo.n_ctx = 512;
+  eo.n_threads = 1;
+  auto pool = std::make_shared<ModelPool>(eo);
+  pool->add({"strict", strict, false, nullptr});
+  pool->add({"odd", odd, false, nullptr});
+  auto router = std::make_shared<server::Router>();
+  api::register_routes(*router, pool);
+  server::ServerOptions so;
+  so.port = 0;
+  so.log_requests = false;
+  server::HttpServer http(so, router);
+  http.start();
+  pool->load_async();
+  pool->wait_loaded();
+  auto post = [&](const std::string& path, const json& body) { return HttpClient(http.port()).request("POST", path, body.dump()); };
+  const json with_system = {{{"role", "system"}, {"content", "Be brief."}}, {{"role", "user"}, {"content", "Hi"}}};
+  const json user_only = {{{"role", "user"}, {"content", "Hi"}}};
+
+  auto r = post("/v1/chat/completions", {{"model", "strict"}, {"messages", with_system}, {"max_tokens", 2}});
+  EXPECT_EQ(r.status, 400) << r.body;
+  EXPECT_NE(json::parse(r.body)["error"]["message"].get<std::string>().find("System role not supported"), std::string::npos) << r.body;
+  auto o = post("/api/chat", {{"model", "strict"}, {"messages", with_system}, {"stream", false}, {"options", {{"num_predict", 2}}}});
+  EXPECT_EQ(o.status, 400) << o.body;
+  EXPECT_NE(json::parse(o.body)["error"].get<std::string>().find("System role not supported"), std::string::npos) << o.body;
+  auto ok = post("/v1/chat/completions", {{"model", "strict"}, {"messages", user_only}, {"max_tokens", 2}});
+  EXPECT_EQ(ok.status, 200) << ok.body;
+
+  auto fb = post("/v1/chat/completions", {{"model", "odd"}, {"messages", with_system}, {"max_tokens", 2}});
+  EXPECT_EQ(fb.status, 200) << "our interpreter's limitation falls back to ChatML: " << fb.body;
+  http.stop();
+  pool->stop();
+  std::filesystem::remove(strict);
+  std::filesystem::remove(odd);
+}
