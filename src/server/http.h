@@ -164,6 +164,9 @@ struct ServerOptions {
   // Called once per request when its response is done (status 499: the client
   // went away), instead of the stderr line. note: "", "stream", "client closed ...".
   std::function<void(const HttpRequest&, int status, const std::string& note)> on_complete;
+  // stop(): requests in flight (streams included) get this long to finish
+  // after the listener closes; then what remains is cut.
+  std::chrono::milliseconds drain_timeout{30000};
 };
 
 class HttpServer {
@@ -179,8 +182,13 @@ class HttpServer {
   uint16_t port() const;
   // Blocks until SIGINT or SIGTERM (or stop() from another thread).
   void wait_for_signal();
-  // Stops accepting, cancels in-flight bodies, closes connections, joins threads.
+  // Graceful: closes the listener (new connections are refused), lets the
+  // requests in flight finish (up to options.drain_timeout; their connections
+  // then close instead of staying alive), then cancels what is left, closes
+  // connections and joins the threads.
   void stop();
+  // Requests being answered right now (parsed, response not yet complete).
+  int requests_in_flight() const;
   // Connections open right now (for tests and health).
   int open_connections() const;
 

@@ -79,6 +79,8 @@ struct HttpServer::Impl {
   tcp::acceptor acceptor{ioc};
   std::vector<std::thread> threads;
   std::atomic<int> connections{0};
+  std::atomic<int> in_flight{0};       // requests parsed whose response is not complete
+  std::atomic<bool> draining{false};   // stop() began: finish what runs, keep nothing alive
   std::atomic<uint64_t> next_id{1};
   uint64_t id_salt = 0;
   std::atomic<bool> stopped{false};
@@ -256,8 +258,13 @@ struct HttpServer::Impl {
       req.id = rid && sane_request_id(*rid) ? *rid : make_id();
       req.remote = remote;
       req.body = std::move(msg.body());
-      const bool keep_alive = msg.keep_alive();
+      const bool keep_alive = msg.keep_alive() && !draining.load();
       const bool head = msg.method() == http::verb::head;
+      ++in_flight;
+      struct InFlight {
+        std::atomic<int>& n;
+        ~InFlight() { --n; }
+      } in_flight_guard{in_flight};
 
       HttpResponse res = router->dispatch(req);
       bool watch = true;
@@ -330,7 +337,7 @@ struct HttpServer::Impl {
         stream.expires_after(opts.write_timeout);
         auto [lec, ln] = co_await net::async_write(stream, http::make_chunk_last(), use_tuple);
         log(req, res.status, " (stream)");
-        if (lec || !keep_alive) break;
+        if (lec || !keep_alive || draining.load()) break;
         continue;
       }
 
@@ -346,7 +353,7 @@ struct HttpServer::Impl {
       stream.expires_after(opts.write_timeout);
       auto [wec, wn] = co_await http::async_write(stream, out, use_tuple);
       log(req, res.status);
-      if (wec || !keep_alive) break;
+      if (wec || !keep_alive || draining.load()) break;
     }
     boost::system::error_code ec;
     stream.socket().shutdown(tcp::socket::shutdown_send, ec);
@@ -390,6 +397,7 @@ uint16_t HttpServer::port() const {
 }
 
 int HttpServer::open_connections() const { return impl_->connections.load(); }
+int HttpServer::requests_in_flight() const { return impl_->in_flight.load(); }
 
 void HttpServer::wait_for_signal() {
   auto& im = *impl_;
@@ -420,7 +428,12 @@ void HttpServer::stop() {
     boost::system::error_code ec;
     im.acceptor.close(ec);
   });
-  // Give in-flight non-streaming responses a moment to be written, then stop.
+  // Drain: requests in flight (streams included) finish, up to drain_timeout.
+  im.draining.store(true);
+  const auto drain_until = Clock::now() + im.opts.drain_timeout;
+  while (im.in_flight.load() > 0 && Clock::now() < drain_until)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  // Give the last writes a moment, then stop.
   const auto until = Clock::now() + std::chrono::milliseconds(200);
   while (im.connections.load() > 0 && Clock::now() < until) std::this_thread::sleep_for(std::chrono::milliseconds(10));
   im.ioc.stop();

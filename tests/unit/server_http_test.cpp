@@ -321,6 +321,30 @@ TEST_F(ServerFixture, WaitersSurviveConnectionChurn) {
   EXPECT_EQ(HttpClient(port()).request("GET", "/hello").body, "hi");
 }
 
+// stop() is graceful: the listener closes at once (new connections are
+// refused), a stream in flight runs to its last chunk, then stop() returns.
+TEST_F(ServerFixture, StopDrainsStreamsInFlightAndRefusesNewConnections) {
+  HttpClient c(port());
+  c.send_request("GET", "/stream/60");  // 60 chunks, 5 ms apart
+  auto h = c.read_head();
+  ASSERT_EQ(h.status, 200);
+  const int p = port();
+  std::thread stopper([&] { server->stop(); });
+  std::this_thread::sleep_for(50ms);
+  EXPECT_THROW(HttpClient(p, 1000), std::runtime_error) << "the listener must be closed while draining";
+  std::string body, chunk;
+  bool last = false;
+  try {
+    while (c.read_chunk(chunk)) body += chunk;
+    last = true;
+  } catch (const std::exception&) {
+  }
+  stopper.join();
+  EXPECT_TRUE(last) << "the stream was cut instead of finishing";
+  EXPECT_NE(body.find("data: 59\n\n"), std::string::npos);
+  EXPECT_EQ(server->requests_in_flight(), 0);
+}
+
 TEST(ServerRouter, MatchingRules) {
   Router r;
   r.add("GET", "/v1/models", [](HttpRequest&) { return HttpResponse::text(200, "list"); });
