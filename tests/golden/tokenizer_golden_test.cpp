@@ -171,8 +171,12 @@ TEST(TokenizerGolden, BertEmbeddingInputsGetClsAndSep) {
       EXPECT_EQ(ids.front(), 101) << m << " e" << i;
       EXPECT_EQ(ids.back(), 102) << m << " e" << i;
       for (Token t : ids) EXPECT_NE(t, 100) << m << " e" << i << ": [UNK] in plain English";
-      if (text.empty()) EXPECT_EQ(ids, (std::vector<Token>{101, 102}));
-      if (text == "hello world") EXPECT_EQ(ids, (std::vector<Token>{101, 7592, 2088, 102}));
+      if (text.empty()) {
+        EXPECT_EQ(ids, (std::vector<Token>{101, 102}));
+      }
+      if (text == "hello world") {
+        EXPECT_EQ(ids, (std::vector<Token>{101, 7592, 2088, 102}));
+      }
     }
   }
 }
