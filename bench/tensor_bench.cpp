@@ -7,6 +7,7 @@
 // Plus activation quantization (Q8_0/Q8_1/Q8_K) of a 4096-float row.
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <cstring>
 #include <random>
 #include <string>
@@ -56,7 +57,7 @@ std::vector<uint8_t> random_matrix(DType t, int64_t rows, std::mt19937& rng) {
   return buf;
 }
 
-void bm_vec_dot(benchmark::State& st, DType t, Isa isa, int64_t rows) {
+void bm_vec_dot(benchmark::State& st, DType t, Isa isa, int64_t rows, int nw) {
   std::mt19937 rng(1);
   const std::vector<uint8_t> w = random_matrix(t, rows, rng);
   std::normal_distribution<float> nd(0.0f, 1.0f);
@@ -67,10 +68,28 @@ void bm_vec_dot(benchmark::State& st, DType t, Isa isa, int64_t rows) {
   quantize_row(vt, act.data(), aq.data(), K);
   const Kernels& k = kernels_for(isa);
   const VecDotFn f = k.vec_dot[static_cast<uint32_t>(t)];
+  const VecDotTileFn tile = k.vec_dot_tile[static_cast<uint32_t>(t)];
   const size_t rb = row_bytes(t, K);
-  std::vector<float> out(rows);
+  std::vector<float> out(rows + 4);
+  std::vector<int8_t> gq(K);
+  std::vector<float> gd(gemv_act_lanes(K));
+  std::vector<int32_t> gc(gemv_act_lanes(K));
+  const GemvFn gemv = k.gemv[static_cast<uint32_t>(t)];
+  if (nw == 0 && !gemv) {
+    st.SkipWithError("no gemv kernel");
+    return;
+  }
+  if (gemv) prepare_gemv_act(aq.data(), K, gq.data(), gd.data(), gc.data());
+  const GemvAct gact{aq.data(), gq.data(), gd.data(), gc.data()};
   for (auto _ : st) {
-    for (int64_t r = 0; r < rows; ++r) out[r] = f(K, w.data() + r * rb, aq.data());
+    if (nw == 0) {
+      gemv(K, w.data(), rb, rows, gact, out.data());
+    } else if (nw == 1) {
+      for (int64_t r = 0; r < rows; ++r) out[r] = f(K, w.data() + r * rb, aq.data());
+    } else {  // decode as nw weight rows x 1 activation tiles
+      for (int64_t r = 0; r < rows; r += nw)
+        tile(K, w.data() + r * rb, rb, aq.data(), 0, static_cast<int>(std::min<int64_t>(nw, rows - r)), 1, out.data() + r, 1);
+    }
     benchmark::DoNotOptimize(out.data());
     benchmark::ClobberMemory();
   }
@@ -133,10 +152,14 @@ const bool registered = [] {
     const int64_t dram_rows = (256ll << 20) / static_cast<int64_t>(row_bytes(t, K)) + 1;
     for (Isa isa : isas) {
       const std::string base = std::string("vec_dot/") + dtype_name(t) + "/" + isa_name(isa);
-      benchmark::RegisterBenchmark((base + "/hot").c_str(), bm_vec_dot, t, isa, 8)->Unit(benchmark::kMicrosecond);
-      benchmark::RegisterBenchmark((base + "/l3").c_str(), bm_vec_dot, t, isa, K)->Unit(benchmark::kMillisecond);
-      benchmark::RegisterBenchmark((base + "/dram").c_str(), bm_vec_dot, t, isa, dram_rows)
-          ->Unit(benchmark::kMillisecond);
+      for (int nw : {1, 4, 0}) {
+        if (nw == 0 && !kernels_for(isa).gemv[static_cast<uint32_t>(t)]) continue;
+        const std::string b = nw == 1 ? base : std::string(nw == 4 ? "gemv4x1/" : "gemv/") + dtype_name(t) + "/" + isa_name(isa);
+        benchmark::RegisterBenchmark((b + "/hot").c_str(), bm_vec_dot, t, isa, 8, nw)->Unit(benchmark::kMicrosecond);
+        benchmark::RegisterBenchmark((b + "/l3").c_str(), bm_vec_dot, t, isa, K, nw)->Unit(benchmark::kMillisecond);
+        benchmark::RegisterBenchmark((b + "/dram").c_str(), bm_vec_dot, t, isa, dram_rows, nw)
+            ->Unit(benchmark::kMillisecond);
+      }
     }
   }
   for (DType t : kTypes)

@@ -129,6 +129,7 @@ std::span<const float> Context::forward(std::span<const BatchEntry> batch) {
     if (e.logits) ++n_out;
   }
   logits_.resize(n_out * static_cast<size_t>(hp.n_vocab));
+  const ops::ThreadPool::Busy hot(pool_);  // workers spin through the whole pass
   size_t out_i = 0;
   for (size_t b = 0; b < batch.size(); b += kMaxMicroBatch) {
     const auto part = batch.subspan(b, std::min<size_t>(kMaxMicroBatch, batch.size() - b));

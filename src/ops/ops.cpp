@@ -44,6 +44,7 @@ struct PreparedJob {
   float* Y;
   VecDotFn dot;
   VecDotTileFn tile_fn;  // null: row kernel only
+  GemvFn gemv;           // decode (T == 1) fast path, or null
   const uint8_t* act;
   size_t qrow, wrow;
   int64_t K, N, rows, n_chunks, n_tasks;
@@ -81,6 +82,7 @@ void matmul_multi(std::span<const MatmulJob> jobs, const float* X, int64_t T, Th
     pj.Y = job.Y;
     pj.dot = dot;
     pj.tile_fn = T >= 2 ? kr.vec_dot_tile[wt] : nullptr;  // decode: the row kernel is faster
+    pj.gemv = T == 1 && qt == DType::Q8_0 ? kr.gemv[wt] : nullptr;
     pj.K = K;
     pj.N = W.n_rows();
     pj.qrow = row_bytes(qt, K);
@@ -109,6 +111,23 @@ void matmul_multi(std::span<const MatmulJob> jobs, const float* X, int64_t T, Th
     }
     prep.push_back(pj);
   }
+  // Decode: the Q8_0 activation's block scales prepared once for the gemv kernels.
+  thread_local std::vector<int8_t> gemv_qs;
+  thread_local std::vector<float> gemv_d;
+  thread_local std::vector<int32_t> gemv_corr;
+  GemvAct gact{};
+  for (const PreparedJob& pj : prep) {
+    if (!pj.gemv) continue;
+    const size_t lanes = static_cast<size_t>(gemv_act_lanes(K));
+    if (gemv_qs.size() < static_cast<size_t>(K)) gemv_qs.resize(K);
+    if (gemv_d.size() < lanes) {
+      gemv_d.resize(lanes);
+      gemv_corr.resize(lanes);
+    }
+    prepare_gemv_act(pj.act, K, gemv_qs.data(), gemv_d.data(), gemv_corr.data());
+    gact = {pj.act, gemv_qs.data(), gemv_d.data(), gemv_corr.data()};
+    break;
+  }
 
   // Token blocks split long prompts across tasks as well as rows; within a
   // task, a tile of activation rows stays in L1 while each weight row is used.
@@ -135,6 +154,10 @@ void matmul_multi(std::span<const MatmulJob> jobs, const float* X, int64_t T, Th
     const int64_t r0 = c * pj.rows, r1 = std::min(pj.N, r0 + pj.rows);
     const int64_t t_begin = tb * kTokBlock, t_end = std::min(T, t_begin + kTokBlock);
     const uint8_t* wdata = static_cast<const uint8_t*>(pj.W->data);
+    if (pj.gemv) {
+      pj.gemv(pj.K, wdata + r0 * pj.wrow, pj.wrow, r1 - r0, gact, pj.Y + r0);
+      return;
+    }
     if (!pj.tile_fn) {
       for (int64_t t0 = t_begin; t0 < t_end; t0 += tile) {
         const int64_t t1 = std::min(t_end, t0 + tile);

@@ -3,6 +3,7 @@
 #include <sched.h>
 
 #include <chrono>
+#include <algorithm>
 #include <fstream>
 #include <set>
 #include <string>
@@ -17,8 +18,9 @@ inline void cpu_relax() {
 #endif
 }
 
-// How long an idle worker keeps polling for the next job before sleeping.
-constexpr auto kSpin = std::chrono::microseconds(100);
+// How long an idle worker (outside a Busy hold) keeps polling for the next
+// job before sleeping.
+constexpr auto kSpin = std::chrono::microseconds(1000);
 
 int read_int(const std::string& path) {
   std::ifstream in(path);
@@ -67,41 +69,69 @@ ThreadPool::~ThreadPool() {
   for (auto& t : threads_) t.join();
 }
 
-void ThreadPool::work(int thread) {
-  for (;;) {
-    const int64_t i = next_.fetch_add(1, std::memory_order_relaxed);
-    if (i >= n_tasks_ || failed_.load(std::memory_order_relaxed)) break;
+namespace {
+inline uint64_t st_gen(uint64_t s) { return s >> 48; }
+inline int64_t st_n(uint64_t s) { return static_cast<int64_t>((s >> 24) & 0xFFFFFF); }
+inline int64_t st_next(uint64_t s) { return static_cast<int64_t>(s & 0xFFFFFF); }
+}  // namespace
+
+bool ThreadPool::claim(uint64_t& gen, int64_t& task) {
+  uint64_t s = state_.load(std::memory_order_acquire);
+  while (st_next(s) < st_n(s)) {
+    if (state_.compare_exchange_weak(s, s + 1, std::memory_order_acq_rel, std::memory_order_acquire)) {
+      gen = st_gen(s);
+      task = st_next(s);
+      return true;
+    }
+  }
+  return false;
+}
+
+void ThreadPool::execute(uint64_t gen, int64_t task, int thread) {
+  Job& job = jobs_[gen & 1];
+  if (!failed_.load(std::memory_order_relaxed)) {
     try {
-      fn_(ctx_, i, thread);
+      job.fn.load(std::memory_order_relaxed)(job.ctx.load(std::memory_order_relaxed), task, thread);
     } catch (...) {
       std::lock_guard<std::mutex> lk(error_mutex_);
       if (!error_) error_ = std::current_exception();
       failed_.store(true);
     }
   }
+  job.done.fetch_add(1, std::memory_order_release);
 }
 
 void ThreadPool::worker(int index) {
-  uint64_t seen = 0;
+  using Clock = std::chrono::steady_clock;
+  auto last_work = Clock::now();
   for (;;) {
-    auto ready = [&] { return stop_.load() || generation_.load() != seen; };
-    if (!ready()) {
-      const auto until = std::chrono::steady_clock::now() + kSpin;
-      for (int k = 1; !ready(); ++k) {
-        cpu_relax();
-        if ((k & 63) == 0 && std::chrono::steady_clock::now() > until) break;
-      }
-      if (!ready()) {
+    uint64_t gen;
+    int64_t task;
+    if (claim(gen, task)) {
+      execute(gen, task, index);
+      last_work = Clock::now();
+      continue;
+    }
+    // Idle: spin on the state word; sleep only outside a Busy hold and
+    // after kSpin without work.
+    const uint64_t seen = state_.load(std::memory_order_acquire);
+    for (int k = 1;; ++k) {
+      if (stop_.load(std::memory_order_relaxed)) return;
+      const uint64_t s = state_.load(std::memory_order_acquire);
+      if (s != seen && st_next(s) < st_n(s)) break;
+      cpu_relax();
+      if ((k & 255) == 0 && holds_.load(std::memory_order_relaxed) == 0 && Clock::now() - last_work > kSpin) {
         std::unique_lock<std::mutex> lk(mutex_);
         sleepers_.fetch_add(1);
-        cv_.wait(lk, ready);
+        cv_.wait(lk, [&] {
+          const uint64_t s2 = state_.load();
+          return stop_.load() || (s2 != seen && st_next(s2) < st_n(s2)) || holds_.load() > 0;
+        });
         sleepers_.fetch_sub(1);
+        last_work = Clock::now();
+        break;
       }
     }
-    if (stop_.load()) return;
-    seen = generation_.load();
-    work(index);
-    busy_.fetch_sub(1, std::memory_order_release);
   }
 }
 
@@ -111,22 +141,39 @@ void ThreadPool::run(int64_t n_tasks, TaskFn fn, void* ctx) {
     for (int64_t i = 0; i < n_tasks; ++i) fn(ctx, i, 0);
     return;
   }
-  fn_ = fn;
-  ctx_ = ctx;
-  n_tasks_ = n_tasks;
-  next_.store(0, std::memory_order_relaxed);
+  if (n_tasks <= kMaxTasks) return run_one(n_tasks, fn, ctx);
+  // More tasks than the state word counts: run them in slices.
+  struct Slice { TaskFn fn; void* ctx; int64_t base; };
+  for (int64_t base = 0; base < n_tasks; base += kMaxTasks) {
+    Slice sl{fn, ctx, base};
+    run_one(std::min(kMaxTasks, n_tasks - base),
+            [](void* c, int64_t task, int thread) {
+              const Slice* s = static_cast<const Slice*>(c);
+              s->fn(s->ctx, s->base + task, thread);
+            },
+            &sl);
+  }
+}
+
+void ThreadPool::run_one(int64_t n_tasks, TaskFn fn, void* ctx) {
+  const uint64_t gen = (st_gen(state_.load(std::memory_order_relaxed)) + 1) & 0xFFFF;
+  Job& job = jobs_[gen & 1];
+  job.fn.store(fn, std::memory_order_relaxed);
+  job.ctx.store(ctx, std::memory_order_relaxed);
+  job.done.store(0, std::memory_order_relaxed);
   failed_.store(false, std::memory_order_relaxed);
-  busy_.store(n_threads_ - 1, std::memory_order_relaxed);
-  generation_.fetch_add(1);  // seq_cst: publishes the job above
+  state_.store((gen << 48) | (static_cast<uint64_t>(n_tasks) << 24), std::memory_order_seq_cst);  // publishes the job
   if (sleepers_.load() > 0) {
     { std::lock_guard<std::mutex> lk(mutex_); }
     cv_.notify_all();
   }
-  work(0);
-  // Wait for the workers: spin briefly (they usually finish together with
-  // us), then yield so an over-subscribed machine can run the straggler.
-  for (int k = 0; busy_.load(std::memory_order_acquire) > 0; ++k) {
-    if (k < 2000) cpu_relax();
+  uint64_t g;
+  int64_t task;
+  while (claim(g, task)) execute(g, task, 0);
+  // Every task is claimed; wait only for those still running elsewhere.
+  // Spin briefly, then yield so an over-subscribed machine runs the holder.
+  for (int k = 0; job.done.load(std::memory_order_acquire) < n_tasks; ++k) {
+    if (k < 4000) cpu_relax();
     else std::this_thread::yield();
   }
   if (failed_.load()) {

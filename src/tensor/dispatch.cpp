@@ -4,11 +4,13 @@
 #include <cctype>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <string>
 
 #include "tensor/blocks.h"
 #include "tensor/kernels.h"
 #include "util/error.h"
+#include "util/fp16.h"
 
 namespace lmhost {
 
@@ -84,6 +86,29 @@ const Kernels& kernels_for(Isa isa) {
 const Kernels& kernels() {
   static const Kernels& k = kernels_for(selected_isa());
   return k;
+}
+
+void prepare_gemv_act(const void* q8_row, int64_t n, int8_t* qs, float* d, int32_t* corr) {
+  const blocks::BlockQ8_0* y = static_cast<const blocks::BlockQ8_0*>(q8_row);
+  const int64_t ng = n / 256;
+  for (int64_t g = 0; g < ng; ++g) {
+    const blocks::BlockQ8_0* b = y + 8 * g;
+    int8_t* o = qs + 256 * g;
+    for (int half = 0; half < 2; ++half)      // blocks 0..3, then 4..7
+      for (int k = 0; k < 4; ++k) {
+        const blocks::BlockQ8_0& blk = b[4 * half + k];
+        std::memcpy(o + 128 * half + 16 * k, blk.qs, 16);
+        std::memcpy(o + 128 * half + 64 + 16 * k, blk.qs + 16, 16);
+      }
+    for (int lane = 0; lane < 16; ++lane) {
+      const int q = lane / 4, slot = lane % 4;
+      const int blk = slot < 2 ? q : 4 + q;
+      d[16 * g + lane] = fp16_to_fp32(b[blk].d);
+      int sum = 0;
+      for (int j = 0; j < blocks::QK; ++j) sum += b[blk].qs[j];
+      corr[16 * g + lane] = slot % 2 == 0 ? 8 * sum : 0;
+    }
+  }
 }
 
 DType vec_dot_type(DType w) {

@@ -40,12 +40,35 @@ inline constexpr int kTileMax = 4;
 using VecDotTileFn = void (*)(int64_t n, const void* w, size_t w_stride, const void* act, size_t act_stride,
                               int nw, int na, float* out, size_t out_stride);
 
+// Matrix-vector product for decode (one activation row), for Q4_0 weights
+// (vec_dot type Q8_0): out[r] = vec_dot(n, weight row r, act.q8) for r <
+// rows, weight row r at w + r * w_stride bytes. The activation is prepared
+// once per matmul (prepare_gemv_act) in the layout the kernel consumes:
+// per group of 8 blocks, the quants as [low 16 of blocks 0..3][high 16 of
+// blocks 0..3][same for 4..7] (matching Q4_0's low/high nibbles), and 16
+// scales and 16 offset corrections (8 * sum of the block's quants) laid out
+// for the kernel's partial sums: 4 lanes per block pair (q, 4+q) as
+// [q, q, 4+q, 4+q], corrections in the first lane of each block only. A
+// final partial group uses the Q8_0 row. Results equal vec_dot up to float
+// summation order.
+struct GemvAct {
+  const void* q8;         // BlockQ8_0 row of n elements
+  const int8_t* qs;       // n bytes (groups of 8 blocks permuted)
+  const float* d;         // 16 per group of 8 blocks
+  const int32_t* corr;    // 16 per group of 8 blocks
+};
+// Sizes: qs n bytes, d and corr gemv_act_lanes(n) elements each.
+inline int64_t gemv_act_lanes(int64_t n) { return n / 256 * 16; }
+void prepare_gemv_act(const void* q8_row, int64_t n, int8_t* qs, float* d, int32_t* corr);
+using GemvFn = void (*)(int64_t n, const void* w, size_t w_stride, int64_t rows, const GemvAct& act, float* out);
+
 struct Kernels {
   Isa isa;
   DequantizeFn dequantize[kDTypeCount];  // nullptr where unsupported
   QuantizeFn quantize[kDTypeCount];      // nullptr where unsupported
   VecDotFn vec_dot[kDTypeCount];         // indexed by the weight type
   VecDotTileFn vec_dot_tile[kDTypeCount];  // indexed by the weight type; set wherever vec_dot is
+  GemvFn gemv[kDTypeCount];                // indexed by the weight type; Q4_0 only so far (else nullptr)
 };
 
 // The table for one ISA (falls back to scalar entries the ISA lacks). Tests

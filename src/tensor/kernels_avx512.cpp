@@ -1124,6 +1124,83 @@ void vec_dot_tile_q6_k(int64_t n, const void* w, size_t ws, const void* a, size_
 }
 #undef LMHOST_TILE_TABLE
 
+
+// ---------------------------------------------------------------- decode gemv
+//
+// Q4_0 weights against one prepared activation row, one weight row at a time
+// (a single sequential stream the hardware prefetcher follows; several rows
+// at once break it into short streams and run at half the speed from DRAM).
+// The row kernel is limited by shuffles (Zen 4 has two shuffle pipes): per
+// block pair it widens nibbles across lanes and assembles scales. Here 8
+// blocks (144 bytes) come in with two 64-byte loads and one 16-byte load;
+// three byte permutes (VBMI) pick out the 4+4 blocks' nibbles and the 8
+// fp16 scales, the activation is pre-arranged to match the low/high nibble
+// halves, and the reduction keeps two partial sums per block so a single
+// unpack pair and one FMA finish the group.
+
+struct GemvIdx {
+  alignas(64) uint8_t qa[64], qb[64], d[64];
+};
+constexpr GemvIdx make_gemv_idx() {
+  GemvIdx x{};
+  for (int k = 0; k < 64; ++k) {
+    x.qa[k] = static_cast<uint8_t>(2 + 18 * (k / 16) + k % 16);
+    x.qb[k] = static_cast<uint8_t>(2 + 18 * (4 + k / 16) + k % 16 - 64);
+  }
+  for (int j = 0; j < 16; ++j) {
+    const int blk = j % 4 < 2 ? j / 4 : 4 + j / 4;
+    x.d[2 * j] = static_cast<uint8_t>(18 * blk);
+    x.d[2 * j + 1] = static_cast<uint8_t>(18 * blk + 1);
+  }
+  for (int j = 32; j < 64; ++j) x.d[j] = 0;
+  return x;
+}
+constexpr GemvIdx kGemvIdx = make_gemv_idx();
+#ifndef LMHOST_GEMV_PREFETCH
+#define LMHOST_GEMV_PREFETCH 1152
+#endif
+constexpr int kGemvPrefetch = LMHOST_GEMV_PREFETCH;  // bytes ahead (0: hardware prefetch only)
+
+__attribute__((target("avx512vbmi"))) void gemv_q4_0(int64_t n, const void* w, size_t ws, int64_t rows,
+                                                      const GemvAct& act, float* out) {
+  const int64_t nb = n / QK, ng = nb / 8;
+  const __m512i iqa = _mm512_load_si512(kGemvIdx.qa), iqb = _mm512_load_si512(kGemvIdx.qb);
+  const __m512i id = _mm512_load_si512(kGemvIdx.d);
+  const __m512i m4 = _mm512_set1_epi8(0x0F);
+  const BlockQ8_0* y = static_cast<const BlockQ8_0*>(act.q8);
+  for (int64_t r = 0; r < rows; ++r) {
+    const uint8_t* row = static_cast<const uint8_t*>(w) + r * ws;
+    __m512 acc = _mm512_setzero_ps();
+    for (int64_t g = 0; g < ng; ++g) {
+      const uint8_t* p = row + 144 * g;
+      const int8_t* a = act.qs + 256 * g;
+      if constexpr (kGemvPrefetch > 0) {
+        _mm_prefetch(reinterpret_cast<const char*>(p) + kGemvPrefetch, _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(p) + kGemvPrefetch + 64, _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(p) + kGemvPrefetch + 128, _MM_HINT_T0);
+      }
+      const __m512i r0 = _mm512_loadu_si512(p), r1 = _mm512_loadu_si512(p + 64);
+      const __m512i r2 = _mm512_castsi128_si512(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 128)));
+      const __m512i qa = _mm512_permutex2var_epi8(r0, iqa, r1);
+      const __m512i qb = _mm512_permutex2var_epi8(r1, iqb, r2);
+      const __m512i dh = _mm512_permutex2var_epi8(r0, id, r1);
+      __m512i pa = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_and_si512(qa, m4), _mm512_loadu_si512(a));
+      pa = _mm512_dpbusd_epi32(pa, _mm512_and_si512(_mm512_srli_epi16(qa, 4), m4), _mm512_loadu_si512(a + 64));
+      __m512i pb = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_and_si512(qb, m4), _mm512_loadu_si512(a + 128));
+      pb = _mm512_dpbusd_epi32(pb, _mm512_and_si512(_mm512_srli_epi16(qb, 4), m4), _mm512_loadu_si512(a + 192));
+      __m512i t = _mm512_add_epi32(_mm512_unpacklo_epi64(pa, pb), _mm512_unpackhi_epi64(pa, pb));
+      t = _mm512_sub_epi32(t, _mm512_loadu_si512(act.corr + 16 * g));
+      const __m512 dw = _mm512_cvtph_ps(_mm512_castsi512_si256(dh));
+      acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(t), _mm512_mul_ps(dw, _mm512_loadu_ps(act.d + 16 * g)), acc);
+    }
+    float s = _mm512_reduce_add_ps(acc);
+    const int64_t done = ng * 8;
+    if (done < nb)
+      s += dot_q4_0((nb - done) * QK, reinterpret_cast<const BlockQ4_0*>(row) + done, y + done);
+    out[r] = s;
+  }
+}
+
 }  // namespace
 
 void fill_avx512(Kernels& k) {
@@ -1143,6 +1220,7 @@ void fill_avx512(Kernels& k) {
   k.vec_dot[id(DType::Q5_0)] = dot_q5_0;
   k.vec_dot[id(DType::Q5_1)] = dot_q5_1;
   k.vec_dot[id(DType::Q8_0)] = dot_q8_0;
+  if (__builtin_cpu_supports("avx512vbmi")) k.gemv[id(DType::Q4_0)] = gemv_q4_0;
   k.vec_dot[id(DType::Q2_K)] = dot_q2_k;
   k.vec_dot[id(DType::Q3_K)] = dot_q3_k;
   k.vec_dot[id(DType::Q4_K)] = dot_q45_k<false>;

@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# Side-by-side speed of lmhost and llama.cpp on the same synthesized GGUF
+# files, in one run, interleaved (the machine may be shared: only the ratios
+# from one run mean much).
+#
+#   bench/compare.sh                       # lmhost only
+#   LLAMA_CPP_BIN=/path/to/llama.cpp/build/bin bench/compare.sh
+#
+# Environment (defaults in brackets):
+#   LMHOST         lmhost executable [build/lmhost next to this script's repo]
+#   LLAMA_CPP_BIN  folder holding llama-bench (a llama.cpp build); unset = skip
+#   MODELS_DIR     cache of synthesized files [~/.cache/lmhost-bench]
+#   SHAPES         [qwen2.5-0.5b llama-3.2-1b]
+#   TYPES          [Q4_0 Q8_0 Q4_K_M]
+#   THREADS [2]  P (prompt tokens) [512]  N (generated tokens) [128]
+#   REPS (repetitions per run) [3]  ROUNDS (interleaved rounds) [1]
+#   OUT            folder for the raw JSON results [a new temp folder]
+#
+# Prints a markdown table: pp/tg tokens/s of both (median of all samples),
+# the ratios ours / llama.cpp, and each decode figure as a fraction of the
+# measured memory read bandwidth (weight bytes per token x tokens/s / bandwidth).
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+LMHOST=${LMHOST:-$here/../build/lmhost}
+MODELS_DIR=${MODELS_DIR:-$HOME/.cache/lmhost-bench}
+SHAPES=${SHAPES:-"qwen2.5-0.5b llama-3.2-1b"}
+TYPES=${TYPES:-"Q4_0 Q8_0 Q4_K_M"}
+THREADS=${THREADS:-2}
+P=${P:-512}
+N=${N:-128}
+REPS=${REPS:-3}
+ROUNDS=${ROUNDS:-1}
+OUT=${OUT:-$(mktemp -d /tmp/lmhost-compare.XXXXXX)}
+
+[[ -x $LMHOST ]] || { echo "compare.sh: lmhost not found at $LMHOST (set LMHOST)" >&2; exit 1; }
+LLAMA_BENCH=""
+if [[ -n ${LLAMA_CPP_BIN:-} ]]; then
+  for c in "$LLAMA_CPP_BIN/llama-bench" "$LLAMA_CPP_BIN/bin/llama-bench"; do
+    [[ -x $c ]] && { LLAMA_BENCH=$c; break; }
+  done
+  [[ -n $LLAMA_BENCH ]] || { echo "compare.sh: no llama-bench in $LLAMA_CPP_BIN" >&2; exit 1; }
+fi
+mkdir -p "$MODELS_DIR" "$OUT"
+
+files=()
+for s in $SHAPES; do
+  for t in $TYPES; do
+    f=$MODELS_DIR/$s-$t.gguf
+    if [[ ! -s $f ]]; then
+      echo "synthesizing $f" >&2
+      "$LMHOST" synth --shape "$s" --type "$t" -o "$f.tmp" >&2 && mv "$f.tmp" "$f"
+    fi
+    files+=("$f")
+  done
+done
+
+echo "measuring memory read bandwidth ($THREADS threads)" >&2
+"$LMHOST" bench --membw -t "$THREADS" --json > "$OUT/membw-0.json"
+
+run_ours() {  # file round
+  local name; name=$(basename "$1" .gguf)
+  echo "lmhost      $name (round $2)" >&2
+  "$LMHOST" bench -m "$1" -p "$P" -n "$N" -t "$THREADS" -r "$REPS" --json > "$OUT/ours-$name-$2.json"
+}
+run_llama() {  # file round
+  [[ -n $LLAMA_BENCH ]] || return 0
+  local name; name=$(basename "$1" .gguf)
+  echo "llama-bench $name (round $2)" >&2
+  "$LLAMA_BENCH" -m "$1" -p "$P" -n "$N" -t "$THREADS" -r "$REPS" -o json > "$OUT/llama-$name-$2.json" 2>/dev/null
+}
+
+for ((r = 1; r <= ROUNDS; r++)); do
+  for f in "${files[@]}"; do
+    if (( r % 2 )); then run_ours "$f" "$r"; run_llama "$f" "$r"
+    else run_llama "$f" "$r"; run_ours "$f" "$r"; fi
+  done
+done
+"$LMHOST" bench --membw -t "$THREADS" --json > "$OUT/membw-1.json"
+
+python3 - "$OUT" "$THREADS" "$P" "$N" "${files[@]}" <<'EOF'
+import glob, json, os, statistics, sys
+out, threads, P, N = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+files = sys.argv[5:]
+bw = max(json.load(open(f))["membw_gb_per_s"] for f in glob.glob(os.path.join(out, "membw-*.json")))
+def med(v): return statistics.median(v) if v else None
+def fmt(v, d=1): return "-" if v is None else f"{v:.{d}f}"
+def ratio(a, b): return "-" if a is None or b is None or b == 0 else f"{a / b:.2f}x"
+print(f"memory read bandwidth: {bw:.1f} GB/s ({threads} threads, best pass)\n")
+print(f"| model | type | MiB | pp{P} lmhost | pp{P} llama.cpp | pp ratio | tg{N} lmhost | tg{N} llama.cpp | tg ratio | lmhost % bw | llama.cpp % bw |")
+print("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+for f in files:
+    name = os.path.basename(f)[:-5]
+    ours = [json.load(open(p)) for p in sorted(glob.glob(os.path.join(out, f"ours-{name}-*.json")))]
+    if not ours: continue
+    pp = med([s for o in ours for s in o.get("pp_samples", [])])
+    tg = med([s for o in ours for s in o.get("tg_samples", [])])
+    lpp, ltg = [], []
+    for p in glob.glob(os.path.join(out, f"llama-{name}-*.json")):
+        try: rows = json.load(open(p))
+        except Exception: continue
+        for row in rows:
+            (lpp if row["n_gen"] == 0 else ltg).extend(row["samples_ts"])
+    lpp, ltg = med(lpp), med(ltg)
+    bpt = ours[0]["weight_bytes_per_token"]
+    frac = lambda t: "-" if t is None else f"{100 * t * bpt / 1e9 / bw:.0f}%"
+    shape, typ = name.rsplit("-", 1)
+    print(f"| {shape} | {typ} | {ours[0]['file_size'] / 2**20:.0f} | {fmt(pp)} | {fmt(lpp)} | {ratio(pp, lpp)} | "
+          f"{fmt(tg)} | {fmt(ltg)} | {ratio(tg, ltg)} | {frac(tg)} | {frac(ltg)} |")
+print(f"\nraw results: {out}")
+EOF

@@ -1,0 +1,84 @@
+// Decode gemv kernels (Kernels::gemv, one activation row against many weight
+// rows) against the scalar vec_dot oracle: every block-count remainder, both
+// weight types, random block bytes (extreme codes) as well as quantized data.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "tensor/kernels.h"
+#include "tensor/types.h"
+#include "util/fp16.h"
+
+using namespace lmhost;
+
+namespace {
+
+std::vector<float> normal(int64_t n, std::mt19937& rng) {
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  std::vector<float> v(n);
+  for (auto& x : v) x = nd(rng);
+  for (int64_t i = 0; i < n; i += 61) v[i] *= 5.0f;
+  return v;
+}
+
+void check(DType wt, int64_t K, int64_t rows, bool random_bytes, uint32_t seed) {
+  const Kernels& fast = kernels_for(Isa::AVX512);
+  const Kernels& ref = kernels_for(Isa::Scalar);
+  const GemvFn gemv = fast.gemv[static_cast<uint32_t>(wt)];
+  ASSERT_NE(gemv, nullptr);
+  std::mt19937 rng(seed);
+  const size_t wrow = row_bytes(wt, K);
+  std::vector<uint8_t> w(wrow * rows);
+  for (int64_t r = 0; r < rows; ++r) {
+    if (random_bytes) {
+      for (size_t i = 0; i < wrow; ++i) w[r * wrow + i] = static_cast<uint8_t>(rng());
+      const size_t bs = dtype_info(wt).type_size;
+      const uint16_t h = fp32_to_fp16(0.02f + 0.001f * static_cast<float>(rng() % 50));
+      for (size_t o = 0; o < wrow; o += bs) std::memcpy(&w[r * wrow + o], &h, 2);
+    } else {
+      const auto x = normal(K, rng);
+      ref.quantize[static_cast<uint32_t>(wt)](x.data(), w.data() + r * wrow, K);
+    }
+  }
+  const auto a = normal(K, rng);
+  std::vector<uint8_t> aq(row_bytes(DType::Q8_0, K));
+  ref.quantize[static_cast<uint32_t>(DType::Q8_0)](a.data(), aq.data(), K);
+  std::vector<int8_t> qs(K);
+  std::vector<float> d(gemv_act_lanes(K) + 1);
+  std::vector<int32_t> corr(gemv_act_lanes(K) + 1);
+  prepare_gemv_act(aq.data(), K, qs.data(), d.data(), corr.data());
+  const GemvAct act{aq.data(), qs.data(), d.data(), corr.data()};
+  std::vector<float> out(rows + 1, -12345.0f);
+  gemv(K, w.data(), wrow, rows, act, out.data());
+  EXPECT_EQ(out[rows], -12345.0f) << "wrote past the last row";
+  for (int64_t r = 0; r < rows; ++r) {
+    const float want = ref.vec_dot[static_cast<uint32_t>(wt)](K, w.data() + r * wrow, aq.data());
+    // Same integer products; only the float summation order differs.
+    EXPECT_NEAR(out[r], want, 1e-4f * (1.0f + std::fabs(want)) + 1e-5f * static_cast<float>(K))
+        << dtype_name(wt) << " K=" << K << " row " << r;
+  }
+}
+
+}  // namespace
+
+TEST(Gemv, MatchesScalarVecDot) {
+  if (detect_isa() < Isa::AVX512 || !__builtin_cpu_supports("avx512vbmi"))
+    GTEST_SKIP() << "this CPU has no AVX-512 VNNI + VBMI";
+  uint32_t seed = 1;
+  for (DType wt : {DType::Q4_0})
+    for (int64_t nb : {1, 2, 7, 8, 9, 15, 16, 28, 29, 152})
+      for (bool rb : {false, true}) check(wt, nb * 32, 5, rb, seed++);
+}
+
+TEST(Gemv, OnlyForQ8_0ActivationTypes) {
+  for (Isa isa : {Isa::Scalar, Isa::AVX2, Isa::AVX512}) {
+    const Kernels& k = kernels_for(isa);
+    for (uint32_t t = 0; t < kDTypeCount; ++t) {
+      if (!k.gemv[t]) continue;
+      EXPECT_EQ(vec_dot_type(static_cast<DType>(t)), DType::Q8_0) << dtype_name(static_cast<DType>(t));
+    }
+  }
+}
