@@ -5,7 +5,7 @@ JOBS ?= $(shell nproc)
 HOST ?= 127.0.0.1
 PORT ?= 8080
 
-.PHONY: all deps test-deps configure build test serve bench clean fuzz
+.PHONY: all deps test-deps configure build test test-scale serve bench clean fuzz
 
 all: build
 
@@ -23,6 +23,10 @@ test-deps:
 
 test: build test-deps
 	@cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS)
+
+# Scale-out proof only: Redis + two replicas + nginx (also part of `make test`).
+test-scale: build test-deps
+	@cd $(BUILD_DIR) && ctest --output-on-failure -R '^scale_out$$'
 
 serve: build
 	@$(BUILD_DIR)/lmhost serve --host $(HOST) --port $(PORT)
