@@ -15,6 +15,7 @@
 #include <string_view>
 
 #include "cli/command.h"
+#include "config/config.h"
 #include "util/error.h"
 
 #ifndef LMHOST_VERSION
@@ -56,14 +57,10 @@ struct DeployOptions {
   bool quiet = false;
 };
 
-// Settings lmhost reads from the environment that belong in a deployment
-// (secrets and per-instance names are handled apart).
-const char* const kEnvNames[] = {
-    "LOG_LEVEL", "LOG_PROMPTS", "DEFAULT_MODEL", "MAX_CONCURRENT_REQUESTS", "MAX_QUEUE", "REQUEST_TIMEOUT_SECONDS",
-    "BATCH_SIZE", "MAX_BATCH_TOKENS", "BATCH_WAIT_US", "EMBED_MAX_QUEUE", "CACHE_SIZE", "REDIS_URL",
-    "CACHE_TTL_SECONDS", "RATE_LIMIT_REQUESTS_PER_MINUTE", "RATE_LIMIT_BURST", "OLLAMA_URL", "API_KEYS_FILE",
-};
-const char* const kSecretNames[] = {"API_KEYS", "OPENAI_API_KEY"};
+// The environment names of the configuration (config::settings()) that
+// belong in a deployment's environment. Per-instance names and what the
+// generated files set themselves are left out; secrets are never written.
+const std::set<std::string> kPerInstance = {"HOST", "PORT", "INSTANCE_ID", "MODEL_PATH", "MODELS_DIR"};
 
 const std::vector<std::string> kTargets = {"systemd", "nginx", "compose", "k8s", "monitoring"};
 
@@ -188,15 +185,22 @@ int generate(const DeployOptions& o) {
       {"MAX_QUEUE", "64"},   {"REQUEST_TIMEOUT_SECONDS", "600"},
   };
   std::set<std::string> from_user;  // set by the environment or --env: kept as given for every target
-  for (const char* name : kEnvNames)
-    if (const char* v = std::getenv(name); v && *v) {
-      env[name] = v;
-      from_user.insert(name);
+  for (const auto& s : config::settings()) {
+    if (s.env.empty() || kPerInstance.count(s.env)) continue;
+    const char* v = std::getenv(s.env.c_str());
+    if (!v || !*v) continue;
+    // A URL is secret only for its password: without one it is written.
+    const bool url_without_password = s.env.size() > 4 && s.env.compare(s.env.size() - 4, 4, "_URL") == 0 &&
+                                      std::string_view(v).find('@') == std::string_view::npos;
+    if ((s.secret && !url_without_password) || s.env == "API_KEYS") {
+      if (!o.quiet)
+        std::fprintf(stderr, "lmhost deploy: %s is set but secrets are never written; see the Secret / env file notes\n",
+                     s.env.c_str());
+      continue;
     }
-  for (const char* name : kSecretNames)
-    if (const char* v = std::getenv(name); v && *v && !o.quiet)
-      std::fprintf(stderr, "lmhost deploy: %s is set but secrets are never written; see the Secret / env file notes\n",
-                   name);
+    env[s.env] = v;
+    from_user.insert(s.env);
+  }
   for (const auto& kv : o.env) {
     const size_t eq = kv.find('=');
     const std::string k = kv.substr(0, eq);
