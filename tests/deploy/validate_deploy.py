@@ -223,6 +223,18 @@ if "lmhost_http_requests_total" in defined:
 else:
     skips.append("this build defines no request metrics yet: metric names of alerts/dashboard not cross-checked")
 
+# 7. docs/configuration.md names every setting the binary knows.
+r = run([BIN, "config", "keys"])
+if r.returncode == 0:
+    conf_doc = open(os.path.join(SRC, "docs/configuration.md")).read()
+    for line in r.stdout.splitlines():
+        parts = line.split()
+        if len(parts) >= 2:
+            check(f"`{parts[0]}`" in conf_doc and f"`{parts[1]}`" in conf_doc,
+                  f"docs/configuration.md documents {parts[0]} / {parts[1]}")
+else:
+    skips.append("this build has no `lmhost config keys`: docs/configuration.md not cross-checked")
+
 dockerfile = open(os.path.join(default, "docker/Dockerfile")).read()
 for needle in ("FROM debian:12 AS build", "scripts/install-deps.sh", "FROM debian:12-slim AS runtime", "USER 10001",
                "HEALTHCHECK", "/health", 'VOLUME ["/models"]'):
