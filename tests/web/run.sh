@@ -10,6 +10,10 @@ export LMHOST_BINARY="$(realpath "$1")" LMHOST_SOURCE_DIR="$(realpath "$2")" LMH
 test_file="$4"
 mkdir -p "$LMHOST_TEST_OUT"
 command -v node >/dev/null || { echo "SKIP: node is not installed (scripts/install-test-deps.sh)"; exit 77; }
+if [ "$test_file" = playground.test.mjs ] && [ ! -x "${LMHOST_CHROMIUM:-/usr/bin/chromium}" ]; then
+  echo "SKIP: no Chromium at ${LMHOST_CHROMIUM:-/usr/bin/chromium} (Debian package chromium; scripts/install-test-deps.sh)"
+  exit 77
+fi
 (
   flock 9
   if [ ! -f "$here/node_modules/.package-lock.json" ] || [ "$here/package-lock.json" -nt "$here/node_modules/.package-lock.json" ]; then
