@@ -211,6 +211,7 @@ int serve(const ServeOptions& o, const config::Config& cfg) {
   so.request_read_timeout = std::chrono::seconds(cfg.header_timeout_seconds);
   so.idle_timeout = std::chrono::seconds(cfg.idle_timeout_seconds);
   so.write_timeout = std::chrono::seconds(cfg.write_timeout_seconds);
+  so.drain_timeout = std::chrono::seconds(cfg.drain_timeout_seconds);
   so.on_complete = [&prod](const server::HttpRequest& req, int status, const std::string& note) {
     prod.on_complete(req, status, note);
   };
