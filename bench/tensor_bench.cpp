@@ -71,7 +71,7 @@ void bm_vec_dot(benchmark::State& st, DType t, Isa isa, int64_t rows, int nw) {
   const VecDotTileFn tile = k.vec_dot_tile[static_cast<uint32_t>(t)];
   const size_t rb = row_bytes(t, K);
   std::vector<float> out(rows + 4);
-  std::vector<int8_t> gq(K);
+  std::vector<int8_t> gq(K + 256);
   std::vector<float> gd(gemv_act_lanes(K));
   std::vector<int32_t> gc(gemv_act_lanes(K));
   const GemvFn gemv = k.gemv[static_cast<uint32_t>(t)];

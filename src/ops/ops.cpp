@@ -119,7 +119,7 @@ void matmul_multi(std::span<const MatmulJob> jobs, const float* X, int64_t T, Th
   for (const PreparedJob& pj : prep) {
     if (!pj.gemv) continue;
     const size_t lanes = static_cast<size_t>(gemv_act_lanes(K));
-    if (gemv_qs.size() < static_cast<size_t>(K)) gemv_qs.resize(K);
+    if (gemv_qs.size() < static_cast<size_t>(K + 256)) gemv_qs.resize(K + 256);
     if (gemv_d.size() < lanes) {
       gemv_d.resize(lanes);
       gemv_corr.resize(lanes);

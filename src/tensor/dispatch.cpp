@@ -1,6 +1,7 @@
 // Run-time kernel selection: CPUID-based ISA detection, one table per ISA
 // (scalar entries where an ISA has no kernel of its own), LMHOST_ISA
 // override, and the checked convenience wrappers.
+#include <algorithm>
 #include <cctype>
 #include <cstdio>
 #include <cstdlib>
@@ -90,19 +91,25 @@ const Kernels& kernels() {
 
 void prepare_gemv_act(const void* q8_row, int64_t n, int8_t* qs, float* d, int32_t* corr) {
   const blocks::BlockQ8_0* y = static_cast<const blocks::BlockQ8_0*>(q8_row);
-  const int64_t ng = n / 256;
+  const int64_t nb = n / blocks::QK;
+  const int64_t ng = gemv_act_lanes(n) / 16;  // groups of 8 blocks, the last maybe of 4
   for (int64_t g = 0; g < ng; ++g) {
     const blocks::BlockQ8_0* b = y + 8 * g;
+    const int have = static_cast<int>(std::min<int64_t>(8, nb - 8 * g));  // 8, or 4 in a final half group
     int8_t* o = qs + 256 * g;
-    for (int half = 0; half < 2; ++half)      // blocks 0..3, then 4..7
-      for (int k = 0; k < 4; ++k) {
-        const blocks::BlockQ8_0& blk = b[4 * half + k];
-        std::memcpy(o + 128 * half + 16 * k, blk.qs, 16);
-        std::memcpy(o + 128 * half + 64 + 16 * k, blk.qs + 16, 16);
-      }
+    for (int k = 0; k < have; ++k) {
+      const int half = k / 4, kk = k % 4;
+      std::memcpy(o + 128 * half + 16 * kk, b[k].qs, 16);
+      std::memcpy(o + 128 * half + 64 + 16 * kk, b[k].qs + 16, 16);
+    }
     for (int lane = 0; lane < 16; ++lane) {
       const int q = lane / 4, slot = lane % 4;
       const int blk = slot < 2 ? q : 4 + q;
+      if (blk >= have) {
+        d[16 * g + lane] = 0.0f;
+        corr[16 * g + lane] = 0;
+        continue;
+      }
       d[16 * g + lane] = fp16_to_fp32(b[blk].d);
       int sum = 0;
       for (int j = 0; j < blocks::QK; ++j) sum += b[blk].qs[j];

@@ -49,7 +49,8 @@ using VecDotTileFn = void (*)(int64_t n, const void* w, size_t w_stride, const v
 // scales and 16 offset corrections (8 * sum of the block's quants) laid out
 // for the kernel's partial sums: 4 lanes per block pair (q, 4+q) as
 // [q, q, 4+q, 4+q], corrections in the first lane of each block only. A
-// final partial group uses the Q8_0 row. Results equal vec_dot up to float
+// final group of 4..7 blocks is a half group (blocks 4..7 zero); any blocks
+// after the last (half) group use the Q8_0 row. Results equal vec_dot up to float
 // summation order.
 struct GemvAct {
   const void* q8;         // BlockQ8_0 row of n elements
@@ -57,8 +58,8 @@ struct GemvAct {
   const float* d;         // 16 per group of 8 blocks
   const int32_t* corr;    // 16 per group of 8 blocks
 };
-// Sizes: qs n bytes, d and corr gemv_act_lanes(n) elements each.
-inline int64_t gemv_act_lanes(int64_t n) { return n / 256 * 16; }
+// Sizes: qs n rounded up to 256 bytes, d and corr gemv_act_lanes(n) elements each.
+inline int64_t gemv_act_lanes(int64_t n) { return (n / 256 + (n % 256 >= 128 ? 1 : 0)) * 16; }
 void prepare_gemv_act(const void* q8_row, int64_t n, int8_t* qs, float* d, int32_t* corr);
 using GemvFn = void (*)(int64_t n, const void* w, size_t w_stride, int64_t rows, const GemvAct& act, float* out);
 

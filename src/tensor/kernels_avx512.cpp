@@ -1193,8 +1193,24 @@ __attribute__((target("avx512vbmi"))) void gemv_q4_0(int64_t n, const void* w, s
       const __m512 dw = _mm512_cvtph_ps(_mm512_castsi512_si256(dh));
       acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(t), _mm512_mul_ps(dw, _mm512_loadu_ps(act.d + 16 * g)), acc);
     }
+    int64_t done = ng * 8;
+    if (nb - done >= 4) {  // half group: blocks 0..3 only; masked loads stay inside the row
+      const uint8_t* p = row + 144 * ng;
+      const int8_t* a = act.qs + 256 * ng;
+      const __m512i r0 = _mm512_maskz_loadu_epi8(~__mmask64{0}, p);
+      const __m512i r1 = _mm512_maskz_loadu_epi8(0xFF, p + 64);
+      const __m512i qa = _mm512_permutex2var_epi8(r0, iqa, r1);
+      const __m512i dh = _mm512_maskz_permutex2var_epi8(0x0F0F0F0F, r0, id, r1);  // fp16 lanes of blocks 4..7 -> 0
+      __m512i pa = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_and_si512(qa, m4), _mm512_loadu_si512(a));
+      pa = _mm512_dpbusd_epi32(pa, _mm512_and_si512(_mm512_srli_epi16(qa, 4), m4), _mm512_loadu_si512(a + 64));
+      __m512i t = _mm512_add_epi32(_mm512_unpacklo_epi64(pa, _mm512_setzero_si512()),
+                                   _mm512_unpackhi_epi64(pa, _mm512_setzero_si512()));
+      t = _mm512_sub_epi32(t, _mm512_loadu_si512(act.corr + 16 * ng));
+      const __m512 dw = _mm512_cvtph_ps(_mm512_castsi512_si256(dh));
+      acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(t), _mm512_mul_ps(dw, _mm512_loadu_ps(act.d + 16 * ng)), acc);
+      done += 4;
+    }
     float s = _mm512_reduce_add_ps(acc);
-    const int64_t done = ng * 8;
     if (done < nb)
       s += dot_q4_0((nb - done) * QK, reinterpret_cast<const BlockQ4_0*>(row) + done, y + done);
     out[r] = s;

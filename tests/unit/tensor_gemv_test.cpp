@@ -46,7 +46,7 @@ void check(DType wt, int64_t K, int64_t rows, bool random_bytes, uint32_t seed) 
   const auto a = normal(K, rng);
   std::vector<uint8_t> aq(row_bytes(DType::Q8_0, K));
   ref.quantize[static_cast<uint32_t>(DType::Q8_0)](a.data(), aq.data(), K);
-  std::vector<int8_t> qs(K);
+  std::vector<int8_t> qs(K + 256);
   std::vector<float> d(gemv_act_lanes(K) + 1);
   std::vector<int32_t> corr(gemv_act_lanes(K) + 1);
   prepare_gemv_act(aq.data(), K, qs.data(), d.data(), corr.data());
@@ -69,7 +69,7 @@ TEST(Gemv, MatchesScalarVecDot) {
     GTEST_SKIP() << "this CPU has no AVX-512 VNNI + VBMI";
   uint32_t seed = 1;
   for (DType wt : {DType::Q4_0})
-    for (int64_t nb : {1, 2, 7, 8, 9, 15, 16, 28, 29, 152})
+    for (int64_t nb : {1, 2, 3, 4, 5, 7, 8, 9, 12, 13, 15, 16, 20, 28, 29, 31, 152, 156})
       for (bool rb : {false, true}) check(wt, nb * 32, 5, rb, seed++);
 }
 
