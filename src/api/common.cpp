@@ -108,15 +108,15 @@ std::shared_ptr<ServedModel> resolve_model(Ctx& ctx, const std::string& name) {
     for (const auto& x : ctx.pool->list()) names += (names.empty() ? "" : ", ") + x->name();
     throw Error("model '" + name + "' is not served here (available: " + names + ")", 404);
   }
-  if (auto* cur = server::current_request(); cur && cur->info) {
+  auto* cur = server::current_request();
+  if (cur && cur->info) {
     cur->info->model = m->name();
     if (cur->info->authorize_model) cur->info->authorize_model(m->name());  // 403 for a key without this model
   }
-  switch (m->state()) {
-    case ModelState::Ready: return m;
-    case ModelState::Loading: throw Error("model '" + m->name() + "' is still loading; retry shortly", 503);
-    case ModelState::Failed: throw Error("model '" + m->name() + "' failed to load: " + m->error(), 503);
-  }
+  // Loads it when unloaded (waits), 503 while a preload loads or when it failed;
+  // the lease keeps it loaded until the request is done (keep_alive starts then).
+  ModelLease lease = ctx.pool->acquire(m);
+  if (cur && cur->info) cur->info->model_hold = std::move(lease);
   return m;
 }
 
@@ -406,6 +406,7 @@ void register_native(server::Router& r, std::shared_ptr<Ctx> ctx) {
       json e = {{"name", m->name()}, {"state", model_state_name(m->state())}, {"demo", m->demo()}};
       if (m->state() == ModelState::Failed) e["error"] = m->error();
       if (m->state() == ModelState::Loading) loading = true;
+      if (m->state() == ModelState::Unloaded) any_ready = true;  // loads on its next use (keep_alive, eviction)
       if (m->state() == ModelState::Ready && m->is_embedding()) {  // embedding model: batcher stats
         any_ready = true;
         const EmbedStats st = m->embedder().stats();

@@ -46,7 +46,6 @@ OllamaParams read_params(const json& b, ServedModel& m) {
       std::fprintf(stderr, "lmhost: note: Ollama 'format' is accepted but output is not constrained to JSON yet\n");
     }
   }
-  (void)b.find("keep_alive");  // accepted: models stay loaded
   return p;
 }
 
@@ -132,8 +131,33 @@ std::string model_name_of(const json& b) {
   return *n;
 }
 
-HttpResponse loaded_reply(const std::string& name, bool chat) {
-  json j = {{"model", name}, {"created_at", rfc3339_now()}, {"done", true}, {"done_reason", "load"}};
+// keep_alive as Ollama reads it (number of seconds or duration string); nullopt when absent.
+std::optional<std::chrono::milliseconds> keep_alive_of(const json& b) {
+  auto it = b.find("keep_alive");
+  if (it == b.end() || it->is_null()) return std::nullopt;
+  if (it->is_number()) {
+    const double s = it->get<double>();
+    if (s < 0) return kKeepForever;
+    return std::chrono::milliseconds(static_cast<int64_t>(std::min(s, 1e12) * 1000));
+  }
+  if (it->is_string()) return parse_keep_alive(it->get<std::string>());
+  throw Error("'keep_alive' must be a duration string such as \"5m\" or a number of seconds", 400);
+}
+
+// Applies the request's keep_alive to the model it resolved.
+void apply_keep_alive(ServedModel& m, const std::optional<std::chrono::milliseconds>& ka) {
+  if (ka) m.set_keep_alive(*ka);
+}
+
+// An empty prompt: the model is loaded (done_reason "load"), or unloaded with keep_alive 0 ("unload").
+HttpResponse loaded_reply(Ctx& ctx, const std::shared_ptr<ServedModel>& m,
+                          const std::optional<std::chrono::milliseconds>& ka, bool chat) {
+  const bool unload = ka && ka->count() == 0;
+  if (unload) {
+    if (auto info = current_info()) info->model_hold.reset();  // this request no longer holds it
+    ctx.pool->unload(m);
+  }
+  json j = {{"model", m->name()}, {"created_at", rfc3339_now()}, {"done", true}, {"done_reason", unload ? "unload" : "load"}};
   if (chat) j["message"] = {{"role", "assistant"}, {"content", ""}};
   else j["response"] = "";
   return HttpResponse::json(200, dump(j));
@@ -141,7 +165,9 @@ HttpResponse loaded_reply(const std::string& name, bool chat) {
 
 HttpResponse generate(Ctx& ctx, HttpRequest& req) {
   json b = parse_body(req);
+  const auto ka = keep_alive_of(b);
   auto m = resolve_model(ctx, model_name_of(b));
+  apply_keep_alive(*m, ka);
   OllamaParams p = read_params(b, *m);
   const std::string prompt = opt_string(b, "prompt").value_or("");
   const std::string system = opt_string(b, "system").value_or("");
@@ -155,7 +181,7 @@ HttpResponse generate(Ctx& ctx, HttpRequest& req) {
       ctx_tokens.push_back(static_cast<Token>(t.get<int64_t>()));
     }
   }
-  if (prompt.empty() && ctx_tokens.empty()) return loaded_reply(m->name(), false);
+  if (prompt.empty() && ctx_tokens.empty()) return loaded_reply(ctx, m, ka, false);
   std::vector<Token> toks;
   if (raw) {
     toks = tokenize_prompt(*m, prompt, ctx_tokens.empty());
@@ -173,10 +199,12 @@ HttpResponse generate(Ctx& ctx, HttpRequest& req) {
 
 HttpResponse chat(Ctx& ctx, HttpRequest& req) {
   json b = parse_body(req);
+  const auto ka = keep_alive_of(b);
   auto m = resolve_model(ctx, model_name_of(b));
+  apply_keep_alive(*m, ka);
   OllamaParams p = read_params(b, *m);
   auto msgs = b.find("messages");
-  if (msgs == b.end() || msgs->is_null() || (msgs->is_array() && msgs->empty())) return loaded_reply(m->name(), true);
+  if (msgs == b.end() || msgs->is_null() || (msgs->is_array() && msgs->empty())) return loaded_reply(ctx, m, ka, true);
   p.gen.prompt = tokenize_prompt(*m, render_chat(*m, *msgs));
   return run(ctx, *m, std::move(p), true, {});
 }
@@ -201,6 +229,7 @@ json details(const ServedModel& m) {
 }
 
 std::string digest_of(const ServedModel& m) {
+  if (!m.sha256().empty()) return m.sha256();  // Ollama blobs, or a checksum from the configuration
   // Not a content hash (that would read the whole file): a stable id from name, path and size.
   uint64_t h = 1469598103934665603ULL;
   for (char c : m.name() + "|" + m.path() + "|" + std::to_string(m.state() == ModelState::Ready ? m.file_bytes() : 0))
@@ -251,16 +280,21 @@ void register_ollama(server::Router& r, std::shared_ptr<Ctx> ctx) {
     return HttpResponse::json(200, dump(json{{"models", models}}));
   });
   r.add("GET", "/api/ps", [ctx](HttpRequest&) {
+    // Loaded models only, with when they unload if left idle (keep_alive).
     json models = json::array();
     for (const auto& m : ctx->pool->list()) {
       if (m->state() != ModelState::Ready) continue;
+      auto exp = m->expires_at();
+      const auto far = std::chrono::system_clock::now() + std::chrono::hours(24 * 365 * 200);
+      if (exp > far) exp = far;  // kept forever (keep_alive -1, or preloaded): a far date, as Ollama shows it
       models.push_back({{"name", m->name()},
                         {"model", m->name()},
                         {"size", m->file_bytes()},
                         {"digest", digest_of(*m)},
                         {"details", details(*m)},
-                        {"expires_at", "2318-01-01T00:00:00Z"},
-                        {"size_vram", 0}});
+                        {"expires_at", rfc3339(exp)},
+                        {"size_vram", 0},
+                        {"in_flight", m->in_flight()}});
     }
     return HttpResponse::json(200, dump(json{{"models", models}}));
   });

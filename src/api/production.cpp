@@ -119,7 +119,7 @@ Production::Production(const config::Config& cfg, std::shared_ptr<ModelPool> poo
                 &rl_out, &rl_deg] {
     int n_loaded = 0;
     for (const auto& m : pool_->list()) {
-      for (const char* s : {"loading", "ready", "error"}) state.set({m->name(), s}, 0);
+      for (const char* s : {"loading", "ready", "error", "unloaded"}) state.set({m->name(), s}, 0);
       state.set({m->name(), model_state_name(m->state())}, 1);
       if (m->state() != ModelState::Ready) continue;
       ++n_loaded;
@@ -153,7 +153,7 @@ Production::~Production() = default;
 bool Production::ready() const {
   if (draining_.load()) return false;
   for (const auto& m : pool_->list())
-    if (m->state() == ModelState::Ready) return true;
+    if (m->available()) return true;  // Ready, or Unloaded (loads on use)
   return false;
 }
 

@@ -17,6 +17,7 @@
 #include "observe/log.h"
 #include "cli/command.h"
 #include "engine/model_pool.h"
+#include "engine/ollama_store.h"
 #include "model/synth.h"
 #include "server/http.h"
 #include "util/error.h"
@@ -45,6 +46,10 @@ struct ServeOptions {
   std::vector<std::string> sets;      // KEY=VALUE
   std::vector<std::string> api_keys;  // --api-key
   bool print_config = false;
+  std::string ollama_models;  // --ollama-models (env OLLAMA_MODELS, default ~/.ollama/models when it exists)
+  std::string keep_alive;     // --keep-alive (env KEEP_ALIVE / OLLAMA_KEEP_ALIVE)
+  int max_loaded = -1;        // --max-loaded-models (env MAX_LOADED_MODELS / OLLAMA_MAX_LOADED_MODELS)
+  std::vector<std::string> preload;  // --preload NAME (env PRELOAD_MODELS, comma-separated; "*" = all)
 };
 
 config::Config build_config(const ServeOptions& o) {
@@ -126,6 +131,26 @@ void ensure_demo(const std::string& path) {
   if (ec) throw Error("cannot write the demo model to " + path + ": " + ec.message());
 }
 
+std::string env_str(const char* a, const char* b = nullptr) {
+  for (const char* n : {a, b})
+    if (n)
+      if (const char* v = std::getenv(n); v && *v) return v;
+  return "";
+}
+
+// "PATH@sha256:HEX" (a checksum to verify before first use): splits off the checksum.
+std::string split_checksum(std::string& path) {
+  const size_t at = path.rfind("@sha256:");
+  if (at == std::string::npos || path.size() - at != 8 + 64) return "";
+  std::string hex = path.substr(at + 8);
+  for (auto& c : hex) {
+    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    if (!std::isxdigit(static_cast<unsigned char>(c))) return "";
+  }
+  path.resize(at);
+  return hex;
+}
+
 int serve(const ServeOptions& o, const config::Config& cfg) {
   EngineOptions eo;
   eo.n_parallel = static_cast<int>(cfg.parallel);
@@ -139,7 +164,29 @@ int serve(const ServeOptions& o, const config::Config& cfg) {
   eo.embed.max_queue = env_int("EMBED_MAX_QUEUE", 1024);
   if (eo.embed.batch_size < 1 || eo.embed.max_batch_tokens < 1 || eo.embed.max_queue < 1)
     throw Error("BATCH_SIZE, MAX_BATCH_TOKENS and EMBED_MAX_QUEUE must be positive");
-  auto pool = std::make_shared<ModelPool>(eo);
+  LifecycleOptions life;
+  if (std::string ka = !o.keep_alive.empty() ? o.keep_alive : env_str("KEEP_ALIVE", "OLLAMA_KEEP_ALIVE"); !ka.empty())
+    life.default_keep_alive = parse_keep_alive(ka);
+  life.max_loaded = o.max_loaded >= 0 ? o.max_loaded
+                                      : env_int("MAX_LOADED_MODELS", env_int("OLLAMA_MAX_LOADED_MODELS", 0));
+  if (life.max_loaded < 0) throw Error("MAX_LOADED_MODELS must be 0 (no bound) or more", 400);
+  std::vector<std::string> preload = o.preload;
+  if (preload.empty())
+    if (std::string p = env_str("PRELOAD_MODELS"); !p.empty())
+      for (size_t i = 0; i <= p.size();) {
+        size_t j = p.find(',', i);
+        if (j == std::string::npos) j = p.size();
+        if (j > i) preload.push_back(p.substr(i, j - i));
+        i = j + 1;
+      }
+  auto pool = std::make_shared<ModelPool>(eo, life);
+  // Preloaded at start-up: the listed names ("*": all), else files yes and Ollama-store models no.
+  auto preloaded = [&](const std::string& name, bool by_default) {
+    if (preload.empty()) return by_default;
+    for (const auto& p : preload)
+      if (p == "*" || p == name || p + ":latest" == name || p == name + ":latest") return true;
+    return false;
+  };
 
   std::vector<std::string> specs = cfg.model_paths;
   if (!cfg.models_dir.empty()) {
@@ -164,12 +211,31 @@ int serve(const ServeOptions& o, const config::Config& cfg) {
       c.path = s.substr(eq + 1);
     } else {
       c.path = s;
-      c.name = fs::path(s).stem().string();
     }
+    c.sha256 = split_checksum(c.path);
+    if (c.name.empty()) c.name = fs::path(c.path).stem().string();
     if (!fs::exists(c.path)) throw Error("model file not found: " + c.path);
+    c.source = "file";
+    c.preload = preloaded(c.name, true);
     pool->add(std::move(c));
   }
-  const bool demo = specs.empty();
+  // An Ollama model store: GGUF blobs served in place under their Ollama names.
+  size_t n_store = 0;
+  if (std::string store = !o.ollama_models.empty() ? o.ollama_models : default_ollama_store(); !store.empty()) {
+    for (auto& sm : scan_ollama_store(store)) {
+      if (pool->find(sm.name) && pool->find(sm.name)->name() == sm.name) continue;  // --model NAME wins
+      ModelConfig c;
+      c.name = sm.name;
+      c.path = sm.path;
+      c.sha256 = sm.sha256;
+      c.source = "ollama";
+      c.preload = preloaded(c.name, false);
+      pool->add(std::move(c));
+      ++n_store;
+    }
+    observe::log_info("ollama store", {{"dir", store}, {"models", static_cast<int64_t>(n_store)}});
+  }
+  const bool demo = specs.empty() && n_store == 0;
   if (demo) {
     ModelConfig c;
     c.name = "demo";
@@ -254,6 +320,18 @@ const bool registered = register_command({"serve", "Run the HTTP server (OpenAI 
     sub.add_option("--config", o->config_file, "YAML configuration file (env LMHOST_CONFIG)");
     sub.add_option("--set", o->sets, "set any configuration key, e.g. --set rate_limit.burst=10 (repeatable)");
     sub.add_option("--api-key", o->api_keys, "accept this API key (repeatable; see also API_KEYS, API_KEYS_FILE)");
+    sub.add_option("--ollama-models", o->ollama_models,
+                   "serve the models of this Ollama store in place (env OLLAMA_MODELS; default ~/.ollama/models "
+                   "when it exists)");
+    sub.add_option("--keep-alive", o->keep_alive,
+                   "how long a model loaded on demand stays loaded when idle: 5m, 30s, 0, -1 = forever (env "
+                   "KEEP_ALIVE / OLLAMA_KEEP_ALIVE, default 5m)");
+    sub.add_option("--max-loaded-models", o->max_loaded,
+                   "models loaded at once; the least recently used idle one is unloaded (env MAX_LOADED_MODELS, "
+                   "0 = no bound)");
+    sub.add_option("--preload", o->preload,
+                   "load this model at start-up (repeatable, * = all; env PRELOAD_MODELS; default: --model files "
+                   "yes, Ollama store models on first use)");
     sub.add_flag("--print-config", o->print_config, "print the effective configuration (secrets redacted) and exit");
     return [o]() -> int {
       config::Config cfg;

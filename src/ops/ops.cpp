@@ -351,6 +351,11 @@ void attend_head(const float* q, float* out, const KVView& kv, int kv_head, int 
     const float* tab = fp16_table();
     const uint16_t* K = static_cast<const uint16_t*>(kv.k) + static_cast<int64_t>(kv_head) * head_dim_k;
     const uint16_t* V = static_cast<const uint16_t*>(kv.v) + static_cast<int64_t>(kv_head) * head_dim_v;
+    const AttnF16Fn fast = kernels().attn_f16;
+    if (fast && head_dim_k % 16 == 0 && head_dim_v % 16 == 0 && head_dim_k <= 256 && head_dim_v <= 256) {
+      fast(q, K, V, kv.k_row_stride, kv.v_row_stride, n_pos, head_dim_k, head_dim_v, scale, scores, out);
+      return;
+    }
     float qh[1024];
     std::vector<float> qbig;
     float* qr = qh;

@@ -63,12 +63,21 @@ inline int64_t gemv_act_lanes(int64_t n) { return (n / 256 + (n % 256 >= 128 ? 1
 void prepare_gemv_act(const void* q8_row, int64_t n, int8_t* qs, float* d, int32_t* corr);
 using GemvFn = void (*)(int64_t n, const void* w, size_t w_stride, int64_t rows, const GemvAct& act, float* out);
 
+// One query head attending to n_pos cached positions of an F16 KV cache:
+// scores[j] = scale * (q rounded to F16) . K_j, softmax over j (max-subtracted,
+// sum in double), out = sum_j (p_j rounded to F16) * V_j. K_j at
+// k + j * k_stride, V_j at v + j * v_stride (elements). head dims are
+// multiples of 16, at most 256. (ops::attend_head's F16 path, vectorized.)
+using AttnF16Fn = void (*)(const float* q, const uint16_t* k, const uint16_t* v, int64_t k_stride, int64_t v_stride,
+                           int n_pos, int head_dim_k, int head_dim_v, float scale, float* scores, float* out);
+
 struct Kernels {
   Isa isa;
   DequantizeFn dequantize[kDTypeCount];  // nullptr where unsupported
   QuantizeFn quantize[kDTypeCount];      // nullptr where unsupported
   VecDotFn vec_dot[kDTypeCount];         // indexed by the weight type
   VecDotTileFn vec_dot_tile[kDTypeCount];  // indexed by the weight type; set wherever vec_dot is
+  AttnF16Fn attn_f16;                      // nullptr: ops uses its portable loop
   GemvFn gemv[kDTypeCount];                // indexed by the weight type; Q4_0 only so far (else nullptr)
 };
 

@@ -7,6 +7,8 @@
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
 
+#include <cmath>
+
 #include <cstring>
 
 #include "tensor/blocks.h"
@@ -1217,6 +1219,46 @@ __attribute__((target("avx512vbmi"))) void gemv_q4_0(int64_t n, const void* w, s
   }
 }
 
+
+// ---------------------------------------------------------------- attention
+
+void attn_f16(const float* q, const uint16_t* k, const uint16_t* v, int64_t ks, int64_t vs, int n_pos, int hdk,
+              int hdv, float scale, float* scores, float* out) {
+  const int nk = hdk / 16, nv = hdv / 16;
+  __m512 qr[16];
+  for (int c = 0; c < nk; ++c)  // q rounded to F16, as the reference computes with an F16 cache
+    qr[c] = _mm512_cvtph_ps(_mm512_cvtps_ph(_mm512_loadu_ps(q + 16 * c), _MM_FROUND_TO_NEAREST_INT));
+  float mx = -INFINITY;
+  for (int j = 0; j < n_pos; ++j) {
+    const uint16_t* kj = k + j * ks;
+    __m512 a0 = _mm512_mul_ps(qr[0], load_f16(kj));
+    __m512 a1 = _mm512_setzero_ps();
+    int c = 1;
+    for (; c + 1 < nk; c += 2) {
+      a1 = _mm512_fmadd_ps(qr[c], load_f16(kj + 16 * c), a1);
+      a0 = _mm512_fmadd_ps(qr[c + 1], load_f16(kj + 16 * (c + 1)), a0);
+    }
+    if (c < nk) a1 = _mm512_fmadd_ps(qr[c], load_f16(kj + 16 * c), a1);
+    const float sc = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1)) * scale;
+    scores[j] = sc;
+    mx = sc > mx ? sc : mx;
+  }
+  double sum = 0.0;
+  for (int j = 0; j < n_pos; ++j) {
+    scores[j] = std::exp(scores[j] - mx);
+    sum += scores[j];
+  }
+  const float inv = static_cast<float>(1.0 / sum);
+  __m512 acc[16];
+  for (int c = 0; c < nv; ++c) acc[c] = _mm512_setzero_ps();
+  for (int j = 0; j < n_pos; ++j) {
+    const float pf = _cvtsh_ss(_cvtss_sh(scores[j] * inv, _MM_FROUND_TO_NEAREST_INT));
+    const __m512 p = _mm512_set1_ps(pf);
+    const uint16_t* vj = v + j * vs;
+    for (int c = 0; c < nv; ++c) acc[c] = _mm512_fmadd_ps(p, load_f16(vj + 16 * c), acc[c]);
+  }
+  for (int c = 0; c < nv; ++c) _mm512_storeu_ps(out + 16 * c, acc[c]);
+}
 }  // namespace
 
 void fill_avx512(Kernels& k) {
@@ -1237,6 +1279,7 @@ void fill_avx512(Kernels& k) {
   k.vec_dot[id(DType::Q5_1)] = dot_q5_1;
   k.vec_dot[id(DType::Q8_0)] = dot_q8_0;
   if (__builtin_cpu_supports("avx512vbmi")) k.gemv[id(DType::Q4_0)] = gemv_q4_0;
+  k.attn_f16 = attn_f16;
   k.vec_dot[id(DType::Q2_K)] = dot_q2_k;
   k.vec_dot[id(DType::Q3_K)] = dot_q3_k;
   k.vec_dot[id(DType::Q4_K)] = dot_q45_k<false>;

@@ -3,6 +3,7 @@
 // weight types, random block bytes (extreme codes) as well as quantized data.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <random>
@@ -79,6 +80,43 @@ TEST(Gemv, OnlyForQ8_0ActivationTypes) {
     for (uint32_t t = 0; t < kDTypeCount; ++t) {
       if (!k.gemv[t]) continue;
       EXPECT_EQ(vec_dot_type(static_cast<DType>(t)), DType::Q8_0) << dtype_name(static_cast<DType>(t));
+    }
+  }
+}
+
+// The AVX-512 F16-cache attention kernel against a plain double-precision
+// loop with the same roundings (query and probabilities to F16).
+TEST(AttnF16, MatchesPlainLoop) {
+  const AttnF16Fn attn = kernels_for(Isa::AVX512).attn_f16;
+  if (detect_isa() < Isa::AVX512 || !attn) GTEST_SKIP() << "no AVX-512 attention kernel on this CPU";
+  std::mt19937 rng(7);
+  for (int hd : {16, 48, 64, 128}) {
+    for (int n_pos : {1, 2, 17, 300}) {
+      const int64_t stride = 2 * hd + 16;  // rows of several heads, as in the cache
+      std::vector<uint16_t> K(n_pos * stride), V(n_pos * stride);
+      const auto kf = normal(n_pos * stride, rng), vf = normal(n_pos * stride, rng), q = normal(hd, rng);
+      for (size_t i = 0; i < K.size(); ++i) K[i] = fp32_to_fp16(kf[i]), V[i] = fp32_to_fp16(vf[i]);
+      const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+      std::vector<float> scores(n_pos), out(hd + 1, -7.0f);
+      attn(q.data(), K.data() + hd, V.data() + hd, stride, stride, n_pos, hd, hd, scale, scores.data(), out.data());
+      EXPECT_EQ(out[hd], -7.0f);
+      std::vector<double> s(n_pos);
+      double mx = -1e30;
+      for (int j = 0; j < n_pos; ++j) {
+        double acc = 0;
+        for (int d = 0; d < hd; ++d)
+          acc += static_cast<double>(fp16_to_fp32(fp32_to_fp16(q[d]))) * fp16_to_fp32(K[j * stride + hd + d]);
+        s[j] = acc * scale;
+        mx = std::max(mx, s[j]);
+      }
+      double sum = 0;
+      for (auto& x : s) sum += (x = std::exp(x - mx));
+      for (int d = 0; d < hd; ++d) {
+        double o = 0;
+        for (int j = 0; j < n_pos; ++j)
+          o += fp16_to_fp32(fp32_to_fp16(static_cast<float>(s[j] / sum))) * fp16_to_fp32(V[j * stride + hd + d]);
+        EXPECT_NEAR(out[d], o, 2e-3) << "hd " << hd << " n_pos " << n_pos << " d " << d;
+      }
     }
   }
 }
