@@ -122,20 +122,21 @@ std::shared_ptr<ServedModel> resolve_model(Ctx& ctx, const std::string& name) {
 
 namespace {
 
-std::string content_text(const json& content) {
+template <class J>
+std::string content_text(const J& content) {
   if (content.is_null()) return "";
-  if (content.is_string()) return content.get<std::string>();
+  if (content.is_string()) return content.template get<std::string>();
   if (content.is_array()) {
     std::string out;
     for (const auto& part : content) {
-      if (part.is_string()) { out += part.get<std::string>(); continue; }
+      if (part.is_string()) { out += part.template get<std::string>(); continue; }
       if (!part.is_object()) throw Error("message content parts must be objects", 400);
       auto t = part.find("type");
       if (t != part.end() && t->is_string() && *t != "text")
-        throw Error("message content of type '" + t->get<std::string>() + "' is not supported (text only)", 400);
+        throw Error("message content of type '" + t->template get<std::string>() + "' is not supported (text only)", 400);
       auto txt = part.find("text");
       if (txt == part.end() || !txt->is_string()) throw Error("a text content part needs a 'text' string", 400);
-      out += txt->get<std::string>();
+      out += txt->template get<std::string>();
     }
     return out;
   }
@@ -164,10 +165,30 @@ bool ours(const TemplateError& e) {
 
 }  // namespace
 
-std::string render_chat(ServedModel& m, const json& messages, bool add_generation_prompt) {
+namespace {
+
+// OpenAI sends tool-call arguments as a JSON string; chat templates (HF
+// style: Qwen, Hermes, Llama 3.1, Mistral) expect an object they `tojson`.
+void normalise_tool_calls(ojson& calls) {
+  if (!calls.is_array()) throw Error("'tool_calls' must be a list of tool calls", 400);
+  for (auto& call : calls) {
+    if (!call.is_object()) throw Error("each tool call must be an object", 400);
+    auto fn = call.find("function");
+    ojson* target = fn != call.end() && fn->is_object() ? &*fn : &call;
+    auto args = target->find("arguments");
+    if (args != target->end() && args->is_string()) {
+      ojson parsed = ojson::parse(args->get<std::string>(), nullptr, false);
+      if (!parsed.is_discarded() && parsed.is_object()) *args = std::move(parsed);
+    }
+  }
+}
+
+}  // namespace
+
+std::string render_chat(ServedModel& m, const ojson& messages, const ojson* tools, bool add_generation_prompt) {
   if (!messages.is_array()) throw Error("'messages' must be a list of {role, content} objects", 400);
   if (messages.empty()) throw Error("'messages' must not be empty", 400);
-  json msgs = json::array();
+  ojson msgs = ojson::array();
   for (const auto& msg : messages) {
     if (!msg.is_object()) throw Error("each message must be an object with 'role' and 'content'", 400);
     auto role = msg.find("role");
@@ -176,19 +197,42 @@ std::string render_chat(ServedModel& m, const json& messages, bool add_generatio
     if (r == "developer") r = "system";
     if (r != "system" && r != "user" && r != "assistant" && r != "tool")
       throw Error("unknown message role '" + r + "' (system, user, assistant, tool)", 400);
-    json out = msg;
-    out["role"] = r;
-    auto c = msg.find("content");
-    out["content"] = c == msg.end() ? std::string() : content_text(*c);
+    // Every field the client sent (tool_calls, tool_call_id, name, ...) in
+    // its order; null fields dropped so `is defined` / `in` tests see them absent.
+    ojson out = ojson::object();
+    bool has_content = false;
+    for (auto it = msg.begin(); it != msg.end(); ++it) {
+      if (it.key() == "role") {
+        out["role"] = r;
+      } else if (it.key() == "content") {
+        out["content"] = content_text(it.value());
+        has_content = true;
+      } else if (it.key() == "tool_calls") {
+        if (it.value().is_null() || (it.value().is_array() && it.value().empty())) continue;
+        ojson calls = it.value();
+        normalise_tool_calls(calls);
+        out["tool_calls"] = std::move(calls);
+      } else if (!it.value().is_null()) {
+        out[it.key()] = it.value();
+      }
+    }
+    if (!has_content) out["content"] = std::string();
     msgs.push_back(std::move(out));
+  }
+  if (tools && !tools->is_null()) {
+    if (!tools->is_array()) throw Error("'tools' must be a list of tool definitions", 400);
+    for (const auto& t : *tools)
+      if (!t.is_object()) throw Error("each tool must be an object ({type: function, function: {...}})", 400);
   }
   const Tokenizer& tok = m.tokenizer();
   if (m.chat_template()) {
     try {
-      json ctx = {{"messages", msgs},
-                  {"add_generation_prompt", add_generation_prompt},
-                  {"bos_token", tok.bos() >= 0 ? std::string(tok.token_text(tok.bos())) : std::string()},
-                  {"eos_token", tok.eos() >= 0 ? std::string(tok.token_text(tok.eos())) : std::string()}};
+      ojson ctx = ojson::object();
+      ctx["messages"] = msgs;
+      if (tools && tools->is_array() && !tools->empty()) ctx["tools"] = *tools;
+      ctx["add_generation_prompt"] = add_generation_prompt;
+      ctx["bos_token"] = tok.bos() >= 0 ? std::string(tok.token_text(tok.bos())) : std::string();
+      ctx["eos_token"] = tok.eos() >= 0 ? std::string(tok.token_text(tok.eos())) : std::string();
       return m.chat_template()->render(ctx);
     } catch (const TemplateError& e) {
       // The template itself refused these messages (raise_exception, e.g. a
@@ -209,6 +253,17 @@ std::string render_chat(ServedModel& m, const json& messages, bool add_generatio
     out += "<|im_start|>" + msg["role"].get<std::string>() + "\n" + msg["content"].get<std::string>() + "<|im_end|>\n";
   if (add_generation_prompt) out += "<|im_start|>assistant\n";
   return out;
+}
+
+std::string render_chat(ServedModel& m, const json& messages, bool add_generation_prompt) {
+  const ojson msgs = ojson::parse(dump(messages));
+  return render_chat(m, msgs, nullptr, add_generation_prompt);
+}
+
+ojson parse_body_ordered(const HttpRequest& req) {
+  ojson j = ojson::parse(req.body, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) (void)parse_body(req);  // throws with the parser's message
+  return j;
 }
 
 std::vector<Token> tokenize_prompt(const ServedModel& m, const std::string& text, bool add_special) {

@@ -17,6 +17,7 @@
 namespace lmhost::api {
 
 using json = nlohmann::json;
+using ojson = nlohmann::ordered_json;  // keeps the client's key order (chat template context)
 using server::HttpRequest;
 using server::HttpResponse;
 
@@ -44,9 +45,17 @@ std::vector<std::string> opt_stop(const json& j, const char* key);
 // 503 when it failed to load.
 std::shared_ptr<ServedModel> resolve_model(Ctx& ctx, const std::string& name);
 
+// The request body as an ordered JSON object (the client's key order), same
+// errors as parse_body.
+ojson parse_body_ordered(const HttpRequest& req);
+
 // Renders chat messages ([{role, content}], content may be a list of text
-// parts) with the model's chat template, falling back to ChatML (logged once
-// per model) when it has none or it fails.
+// parts, joined) with the model's chat template, falling back to ChatML
+// (logged once per model) when it has none or it fails. Messages keep their
+// other fields (tool_calls with string arguments parsed into objects,
+// tool_call_id, name) in the client's order; `tools` (OpenAI/Ollama tool
+// definitions, may be null) becomes the template's `tools` variable.
+std::string render_chat(ServedModel& m, const ojson& messages, const ojson* tools, bool add_generation_prompt = true);
 std::string render_chat(ServedModel& m, const json& messages, bool add_generation_prompt = true);
 // Tokenizes a prompt: special tokens added as the model says (no double BOS),
 // special-token text parsed.

@@ -205,7 +205,9 @@ HttpResponse chat(Ctx& ctx, HttpRequest& req) {
   OllamaParams p = read_params(b, *m);
   auto msgs = b.find("messages");
   if (msgs == b.end() || msgs->is_null() || (msgs->is_array() && msgs->empty())) return loaded_reply(ctx, m, ka, true);
-  p.gen.prompt = tokenize_prompt(*m, render_chat(*m, *msgs));
+  const ojson ob = parse_body_ordered(req);  // messages and tools in the client's key order
+  const auto tools = ob.find("tools");
+  p.gen.prompt = tokenize_prompt(*m, render_chat(*m, ob.at("messages"), tools == ob.end() ? nullptr : &*tools));
   return run(ctx, *m, std::move(p), true, {});
 }
 

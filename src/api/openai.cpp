@@ -97,10 +97,11 @@ HttpResponse chat_completions(Ctx& ctx, HttpRequest& req) {
   json b = parse_body(req);
   auto model_name = opt_string(b, "model").value_or("");
   auto m = resolve_model(ctx, model_name);
-  auto msgs = b.find("messages");
-  if (msgs == b.end()) throw Error("'messages' is required", 400);
+  if (b.find("messages") == b.end()) throw Error("'messages' is required", 400);
   OpenAIParams p = read_params(b, *m, /*chat=*/true);
-  p.gen.prompt = tokenize_prompt(*m, render_chat(*m, *msgs));
+  const ojson ob = parse_body_ordered(req);  // messages and tools in the client's key order
+  const auto tools = ob.find("tools");
+  p.gen.prompt = tokenize_prompt(*m, render_chat(*m, ob.at("messages"), tools == ob.end() ? nullptr : &*tools));
   p.gen.deadline = deadline_from(ctx);
   auto hs = submit_n(*m, p.gen, p.n);
 
