@@ -6,6 +6,7 @@
 // Configuration: defaults < YAML file (--config / LMHOST_CONFIG) < environment
 // < flags (config/config.h); a bad configuration exits with code 2.
 #include <algorithm>
+#include <cctype>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
