@@ -93,3 +93,35 @@ test('bad options are a ResponseError with status 400', async () => {
   await assert.rejects(ollama.generate({ model, prompt: 'x', stream: false, options: { num_predict: 'many' } }),
     (e) => e.status_code === 400 && e.error.length > 5);
 });
+
+// ---- embeddings (the golden bert-tiny, or demo-embed without ../shared) ----
+
+import { embeddingModel, cosine, norm } from './common.mjs';
+
+test('embed: a string and a list; legacy embeddings(); truncate', async () => {
+  const em = await embeddingModel();
+  const one = await ollama.embed({ model: em, input: 'The sky is blue.' });
+  assert.equal(one.model, em);
+  assert.equal(one.embeddings.length, 1);
+  const v = one.embeddings[0];
+  assert.ok(v.length >= 8);
+  assert.ok(Math.abs(norm(v) - 1) < 1e-4, 'L2-normalised');
+  assert.ok(one.prompt_eval_count > 0);
+  assert.equal(typeof one.total_duration, 'number');
+
+  const many = await ollama.embed({ model: em, input: ['The sky is blue.', 'Grass is green.'] });
+  assert.equal(many.embeddings.length, 2);
+  assert.ok(cosine(many.embeddings[0], v) > 0.99999, 'same text, same vector');
+  assert.ok(cosine(many.embeddings[1], v) < 0.99999);
+
+  const legacy = await ollama.embeddings({ model: em, prompt: 'The sky is blue.' });
+  assert.ok(cosine(legacy.embedding, v) > 0.99999, 'legacy /api/embeddings: the same vector');
+
+  // Longer than the context: truncated by default, a 400 with truncate: false.
+  const long = 'word '.repeat(5000);
+  const cut = await ollama.embed({ model: em, input: long });
+  assert.equal(cut.embeddings.length, 1);
+  await assert.rejects(ollama.embed({ model: em, input: long, truncate: false }),
+    (e) => e.name === 'ResponseError' && e.status_code === 400);
+  await assert.rejects(ollama.embed({ model: 'no-such-model', input: 'x' }), (e) => e.name === 'ResponseError' && e.status_code === 404);
+});

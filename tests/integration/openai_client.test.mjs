@@ -119,3 +119,69 @@ test('every served model answers a chat', async () => {
     assert.equal(r.model, m);
   }
 });
+
+// ---- embeddings (the golden bert-tiny, or demo-embed without ../shared) ----
+
+import { embeddingModel, cosine, norm } from './common.mjs';
+import { readFileSync, existsSync } from 'node:fs';
+
+test('embeddings.create: a string and an array, float and base64', async () => {
+  const em = await embeddingModel();
+  const texts = ['The sky is blue.', 'Grass is green and the sky is blue.', 'The sky is blue.'];
+  // The client asks for base64 by default and decodes it itself.
+  const one = await client.embeddings.create({ model: em, input: texts[0] });
+  assert.equal(one.object, 'list');
+  assert.equal(one.model, em);
+  assert.equal(one.data.length, 1);
+  assert.equal(one.data[0].object, 'embedding');
+  assert.equal(one.data[0].index, 0);
+  const v = one.data[0].embedding;
+  assert.ok(Array.isArray(v) && v.length >= 8, `a vector (${v.length})`);
+  assert.ok(Math.abs(norm(v) - 1) < 1e-4, 'L2-normalised');
+  assert.ok(one.usage.prompt_tokens > 0);
+  assert.equal(one.usage.total_tokens, one.usage.prompt_tokens);
+
+  const floats = await client.embeddings.create({ model: em, input: texts, encoding_format: 'float' });
+  assert.equal(floats.data.length, 3);
+  assert.deepEqual(floats.data.map((d) => d.index), [0, 1, 2]);
+  for (const d of floats.data) assert.equal(d.embedding.length, v.length);
+  assert.ok(cosine(floats.data[0].embedding, v) > 0.99999, 'float == base64 decoded by the client');
+  assert.deepEqual(floats.data[2].embedding, floats.data[0].embedding, 'same text, same vector');
+  assert.ok(cosine(floats.data[0].embedding, floats.data[1].embedding) < 0.99999, 'different texts differ');
+  assert.ok(floats.usage.prompt_tokens > one.usage.prompt_tokens);
+
+  // Explicit base64: the client hands the string back; it holds little-endian float32.
+  const b64 = await client.embeddings.create({ model: em, input: texts.slice(0, 2), encoding_format: 'base64' });
+  assert.equal(b64.data.length, 2);
+  for (let i = 0; i < 2; i++) {
+    assert.equal(typeof b64.data[i].embedding, 'string');
+    const buf = Buffer.from(b64.data[i].embedding, 'base64');
+    const f = new Float32Array(buf.buffer, buf.byteOffset, buf.byteLength / 4);
+    assert.equal(f.length, v.length);
+    for (let k = 0; k < f.length; k++) assert.equal(f[k], Math.fround(floats.data[i].embedding[k]), `element ${k}`);
+  }
+
+  // dimensions: truncated and re-normalised.
+  const short = await client.embeddings.create({ model: em, input: texts[0], dimensions: 4, encoding_format: 'float' });
+  assert.equal(short.data[0].embedding.length, 4);
+  assert.ok(Math.abs(norm(short.data[0].embedding) - 1) < 1e-4);
+});
+
+test('embeddings.create matches the golden reference (bert-tiny f32)', async (t) => {
+  const em = await embeddingModel();
+  const dir = `${process.env.LMHOST_SHARED_DIR ?? ''}/golden/embeddings`;
+  if (em !== 'bert-tiny' || !existsSync(`${dir}/bert-tiny-f32.e0.txt`)) return t.skip('golden bert-tiny not served (../shared absent)');
+  for (const e of ['e0', 'e1', 'e2']) {
+    const text = readFileSync(`${dir}/bert-tiny-f32.${e}.txt`, 'utf8');
+    const ref = JSON.parse(readFileSync(`${dir}/bert-tiny-f32.${e}.json`, 'utf8'));
+    const refv = Array.isArray(ref) ? ref : ref.data?.[0]?.embedding ?? ref.embedding;
+    const r = await client.embeddings.create({ model: em, input: text });
+    assert.ok(cosine(r.data[0].embedding, refv) >= 0.9999, `${e}: cosine ${cosine(r.data[0].embedding, refv)}`);
+  }
+});
+
+test('embeddings.create errors: unknown model 404, bad input 400', async () => {
+  const em = await embeddingModel();
+  await assert.rejects(client.embeddings.create({ model: 'no-such-model', input: 'x' }), (e) => e instanceof OpenAI.NotFoundError);
+  await assert.rejects(client.embeddings.create({ model: em, input: 42 }), (e) => e instanceof OpenAI.BadRequestError);
+});

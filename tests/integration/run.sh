@@ -45,13 +45,18 @@ if [ "$SUITE" = clients ]; then
   fi
 fi
 
-# Models: the golden ones when ../shared exists, else the demo model.
+# Models: the golden ones when ../shared exists (qwen2, llama for chat, bert
+# for embeddings), else the demo models (demo, demo-embed).
 MODEL_ARGS=()
 MODEL_FILES=""
 if [ -f "$SHARED/golden/models/qwen2-tiny-q8_0.gguf" ]; then
   MODEL_FILES="qwen2-tiny=$SHARED/golden/models/qwen2-tiny-q8_0.gguf,llama-spm-tiny=$SHARED/golden/models/llama-spm-tiny-f32.gguf"
   MODEL_ARGS=(--model "qwen2-tiny=$SHARED/golden/models/qwen2-tiny-q8_0.gguf"
               --model "llama-spm-tiny=$SHARED/golden/models/llama-spm-tiny-f32.gguf")
+  # An embedding model too (listed last; the demo set has demo-embed).
+  if [ -f "$SHARED/golden/models/bert-tiny-f32.gguf" ]; then
+    MODEL_ARGS+=(--model "bert-tiny=$SHARED/golden/models/bert-tiny-f32.gguf")
+  fi
 fi
 
 free_port() {
