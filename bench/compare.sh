@@ -9,6 +9,7 @@
 # Environment (defaults in brackets):
 #   LMHOST         lmhost executable [build/lmhost next to this script's repo]
 #   LLAMA_CPP_BIN  folder holding llama-bench (a llama.cpp build); unset = skip
+#   LMHOST_BASE    optional second lmhost (e.g. an older build): extra "before" columns
 #   MODELS_DIR     cache of synthesized files [~/.cache/lmhost-bench]
 #   SHAPES         [qwen2.5-0.5b llama-3.2-1b]
 #   TYPES          [Q4_0 Q8_0 Q4_K_M]
@@ -63,6 +64,12 @@ run_ours() {  # file round
   echo "lmhost      $name (round $2)" >&2
   "$LMHOST" bench -m "$1" -p "$P" -n "$N" -t "$THREADS" -r "$REPS" --json > "$OUT/ours-$name-$2.json"
 }
+run_base() {  # file round
+  [[ -n ${LMHOST_BASE:-} ]] || return 0
+  local name; name=$(basename "$1" .gguf)
+  echo "lmhost base $name (round $2)" >&2
+  "$LMHOST_BASE" bench -m "$1" -p "$P" -n "$N" -t "$THREADS" -r "$REPS" --json > "$OUT/base-$name-$2.json"
+}
 run_llama() {  # file round
   [[ -n $LLAMA_BENCH ]] || return 0
   local name; name=$(basename "$1" .gguf)
@@ -72,8 +79,8 @@ run_llama() {  # file round
 
 for ((r = 1; r <= ROUNDS; r++)); do
   for f in "${files[@]}"; do
-    if (( r % 2 )); then run_ours "$f" "$r"; run_llama "$f" "$r"
-    else run_llama "$f" "$r"; run_ours "$f" "$r"; fi
+    if (( r % 2 )); then run_ours "$f" "$r"; run_llama "$f" "$r"; run_base "$f" "$r"
+    else run_base "$f" "$r"; run_llama "$f" "$r"; run_ours "$f" "$r"; fi
   done
 done
 "$LMHOST" bench --membw -t "$THREADS" --json > "$OUT/membw-1.json"
@@ -87,8 +94,11 @@ def med(v): return statistics.median(v) if v else None
 def fmt(v, d=1): return "-" if v is None else f"{v:.{d}f}"
 def ratio(a, b): return "-" if a is None or b is None or b == 0 else f"{a / b:.2f}x"
 print(f"memory read bandwidth: {bw:.1f} GB/s ({threads} threads, best pass)\n")
-print(f"| model | type | MiB | pp{P} lmhost | pp{P} llama.cpp | pp ratio | tg{N} lmhost | tg{N} llama.cpp | tg ratio | lmhost % bw | llama.cpp % bw |")
-print("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+has_base = bool(glob.glob(os.path.join(out, "base-*.json")))
+extra_h = f" pp{P} before | tg{N} before |" if has_base else ""
+extra_s = "--:|--:|" if has_base else ""
+print(f"| model | type | MiB | pp{P} lmhost | pp{P} llama.cpp | pp ratio | tg{N} lmhost | tg{N} llama.cpp | tg ratio | lmhost % bw | llama.cpp % bw |{extra_h}")
+print("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|" + extra_s)
 for f in files:
     name = os.path.basename(f)[:-5]
     ours = [json.load(open(p)) for p in sorted(glob.glob(os.path.join(out, f"ours-{name}-*.json")))]
@@ -104,8 +114,14 @@ for f in files:
     lpp, ltg = med(lpp), med(ltg)
     bpt = ours[0]["weight_bytes_per_token"]
     frac = lambda t: "-" if t is None else f"{100 * t * bpt / 1e9 / bw:.0f}%"
-    shape, typ = name.rsplit("-", 1)
+    shape, typ = name.split("-Q", 1) if "-Q" in name else name.rsplit("-", 1)
+    typ = "Q" + typ if "-Q" in name else typ
+    extra = ""
+    if has_base:
+        base = [json.load(open(p)) for p in glob.glob(os.path.join(out, f"base-{name}-*.json"))]
+        extra = (f" {fmt(med([s for o in base for s in o.get('pp_samples', [])]))} |"
+                 f" {fmt(med([s for o in base for s in o.get('tg_samples', [])]))} |")
     print(f"| {shape} | {typ} | {ours[0]['file_size'] / 2**20:.0f} | {fmt(pp)} | {fmt(lpp)} | {ratio(pp, lpp)} | "
-          f"{fmt(tg)} | {fmt(ltg)} | {ratio(tg, ltg)} | {frac(tg)} | {frac(ltg)} |")
+          f"{fmt(tg)} | {fmt(ltg)} | {ratio(tg, ltg)} | {frac(tg)} | {frac(ltg)} |{extra}")
 print(f"\nraw results: {out}")
 EOF
