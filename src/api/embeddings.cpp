@@ -179,16 +179,22 @@ Prepared prepare(Ctx& ctx, const json& b, const json& input, Flavor flavor, bool
   } else {
     for (const auto& t : p.tokens) key_inputs.push_back(tokens_key(t));
   }
+  // The server's MAX_INPUT_TOKENS (per input) when below the model's context.
+  int64_t server_limit = 0;
+  if (auto info = current_info(); info && info->max_input_tokens > 0 && info->max_input_tokens < n_ctx)
+    server_limit = info->max_input_tokens;
+  const int64_t limit = server_limit > 0 ? server_limit : n_ctx;
   for (size_t i = 0; i < p.tokens.size(); ++i) {
     auto& t = p.tokens[i];
-    if (static_cast<int>(t.size()) > n_ctx) {
+    if (static_cast<int64_t>(t.size()) > limit) {
       if (!truncate)
-        throw Error("input " + std::to_string(i) + " has " + std::to_string(t.size()) +
-                        " tokens, more than the model's context length of " + std::to_string(n_ctx) +
+        throw Error("input " + std::to_string(i) + " has " + std::to_string(t.size()) + " tokens, more than " +
+                        (server_limit > 0 ? "the " + std::to_string(limit) + " input tokens this server accepts"
+                                          : "the model's context length of " + std::to_string(n_ctx)) +
                         " (set truncate to true to cut it)",
                     400);
       const Token last = t.back();
-      t.resize(static_cast<size_t>(n_ctx));
+      t.resize(static_cast<size_t>(limit));
       if (!texts.empty() && last == tok.eos()) t.back() = last;  // keep the closing SEP
     }
     if (t.empty()) throw Error("input " + std::to_string(i) + " has no tokens", 400);
@@ -197,7 +203,8 @@ Prepared prepare(Ctx& ctx, const json& b, const json& input, Flavor flavor, bool
 
   // Cache: the vector depends on the model (name + file digest), the input and
   // whether a long input was cut.
-  const std::string opts = std::string("pool=") + pooling_name(em.pooling()) + ";truncate=" + (truncate ? "1" : "0");
+  std::string opts = std::string("pool=") + pooling_name(em.pooling()) + ";truncate=" + (truncate ? "1" : "0");
+  if (server_limit > 0) opts += ";max_input=" + std::to_string(server_limit);  // cut shorter than the context
   for (const auto& k : key_inputs) p.keys.push_back(gateway::cache_key(m.name(), em.digest(), opts, k));
   if (auto c = cache_of(ctx)) p.vecs = c->get_many(p.keys);
   else p.vecs.resize(p.keys.size());

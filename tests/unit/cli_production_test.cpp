@@ -279,6 +279,32 @@ TEST(Production, BodyAndTokenLimits) {
   EXPECT_EQ(r.status, 200) << r.body;
 }
 
+// MAX_INPUT_TOKENS bounds each embedding input too: cut to the limit when
+// truncating (the default), a 400 with the numbers when truncate is false.
+TEST(Production, EmbeddingInputsHonourMaxInputTokens) {
+  Server s({}, {"MAX_INPUT_TOKENS=8"});
+  HttpClient c(s.port());
+  const std::string long_text = "one two three four five six seven eight nine ten eleven twelve";
+  auto r = c.request("POST", "/api/embed", json{{"model", "demo-embed"}, {"input", long_text}, {"truncate", false}}.dump());
+  EXPECT_EQ(r.status, 400) << r.body;
+  EXPECT_NE(json::parse(r.body)["error"].get<std::string>().find("more than the 8 input tokens this server accepts"),
+            std::string::npos) << r.body;
+  r = c.request("POST", "/api/embed", json{{"model", "demo-embed"}, {"input", long_text}}.dump());
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(json::parse(r.body)["prompt_eval_count"], 8) << r.body;
+  r = c.request("POST", "/api/embeddings", json{{"model", "demo-embed"}, {"prompt", long_text}}.dump());
+  EXPECT_EQ(r.status, 200) << r.body;
+  r = c.request("POST", "/v1/embeddings", json{{"model", "demo-embed"}, {"input", {long_text, long_text + " more"}}}.dump());
+  ASSERT_EQ(r.status, 200) << r.body;
+  const json j = json::parse(r.body);
+  EXPECT_EQ(j["usage"]["prompt_tokens"], 16) << r.body;
+  EXPECT_EQ(j["data"][0]["embedding"], j["data"][1]["embedding"]) << "both cut to the same first 8 tokens";
+  // A short input is untouched.
+  r = c.request("POST", "/api/embed", json{{"model", "demo-embed"}, {"input", "hi"}, {"truncate", false}}.dump());
+  EXPECT_EQ(r.status, 200) << r.body;
+  EXPECT_LT(json::parse(r.body)["prompt_eval_count"].get<int>(), 8);
+}
+
 TEST(Production, NotReadyIs503AndMetricsPassPromtool) {
   const std::string bad = tmp_path("broken.gguf");
   std::ofstream(bad) << "this is not a gguf file";
