@@ -40,6 +40,8 @@ struct RequestInfo {
   std::vector<std::pair<std::string, std::string>> response_headers;
   // Released with the request (e.g. an in-flight slot).
   std::shared_ptr<void> hold;
+  // The model lease (keeps the resolved model loaded while the request runs).
+  std::shared_ptr<void> model_hold;
 };
 
 struct HttpRequest {

@@ -1,0 +1,308 @@
+// Model management through the real binary: an Ollama store built in a temp
+// folder (manifests + blobs) served under its Ollama names, a corrupted blob
+// refused by its checksum, keep_alive (0 unloads, durations expire),
+// MAX_LOADED_MODELS eviction and /api/ps.
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <fcntl.h>
+#include <openssl/sha.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include "http_test_client.h"
+
+namespace {
+
+using json = nlohmann::json;
+using lmhost::testing::HttpClient;
+namespace fs = std::filesystem;
+
+std::string slurp(const std::string& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::string sha256_hex(const std::string& data) {
+  unsigned char md[SHA256_DIGEST_LENGTH];
+  SHA256(reinterpret_cast<const unsigned char*>(data.data()), data.size(), md);
+  char buf[3];
+  std::string out;
+  for (unsigned char c : md) {
+    std::snprintf(buf, sizeof buf, "%02x", c);
+    out += buf;
+  }
+  return out;
+}
+
+class Dir {
+ public:
+  Dir() {
+    static int n = 0;
+    path_ = fs::temp_directory_path() / ("lmhost-models-" + std::to_string(::getpid()) + "-" + std::to_string(n++));
+    fs::create_directories(path_);
+  }
+  ~Dir() { fs::remove_all(path_); }
+  std::string operator/(const std::string& s) const { return (path_ / s).string(); }
+
+ private:
+  fs::path path_;
+};
+
+// A demo-shape model (seeded: different seeds, different files).
+std::string synth(const Dir& d, const std::string& name, int seed) {
+  const std::string out = d / (name + ".gguf");
+  const std::string cmd = std::string(LMHOST_BINARY) + " synth --shape demo --type Q8_0 --seed " +
+                          std::to_string(seed) + " -o " + out + " >/dev/null 2>&1";
+  if (std::system(cmd.c_str()) != 0) throw std::runtime_error("lmhost synth failed");
+  return out;
+}
+
+// Adds NAME:TAG to the store at root with the file as its model blob; returns the blob path.
+std::string add_to_store(const std::string& root, const std::string& name, const std::string& tag,
+                         const std::string& file) {
+  const std::string data = slurp(file);
+  const std::string hex = sha256_hex(data);
+  fs::create_directories(root + "/blobs");
+  const std::string blob = root + "/blobs/sha256-" + hex;
+  std::ofstream(blob, std::ios::binary) << data;
+  const std::string mdir = root + "/manifests/registry.ollama.ai/library/" + name;
+  fs::create_directories(mdir);
+  json m = {{"schemaVersion", 2},
+            {"mediaType", "application/vnd.docker.distribution.manifest.v2+json"},
+            {"config", {{"mediaType", "application/vnd.docker.container.image.v1+json"}, {"digest", "sha256:00"}}},
+            {"layers",
+             {{{"mediaType", "application/vnd.ollama.image.model"}, {"digest", "sha256:" + hex}, {"size", data.size()}},
+              {{"mediaType", "application/vnd.ollama.image.template"}, {"digest", "sha256:11"}, {"size", 3}}}}};
+  std::ofstream(mdir + "/" + tag) << m.dump();
+  return blob;
+}
+
+class Server {
+ public:
+  Server(std::vector<std::string> args, std::vector<std::string> env = {}) {
+    static int n = 0;
+    log_ = (fs::temp_directory_path() / ("lmhost-models-" + std::to_string(::getpid()) + "-serve-" +
+                                         std::to_string(n++) + ".log"))
+               .string();
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      const int fd = ::open(log_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      ::dup2(fd, 2);
+      const int nul = ::open("/dev/null", O_WRONLY);
+      ::dup2(nul, 1);
+      for (const char* v : {"HOST", "PORT", "API_KEYS", "API_KEYS_FILE", "REDIS_URL", "LMHOST_CONFIG", "MODEL_PATH",
+                            "OLLAMA_MODELS", "KEEP_ALIVE", "OLLAMA_KEEP_ALIVE", "MAX_LOADED_MODELS",
+                            "OLLAMA_MAX_LOADED_MODELS", "PRELOAD_MODELS"})
+        ::unsetenv(v);
+      for (auto& e : env) ::putenv(const_cast<char*>(e.c_str()));
+      std::vector<std::string> all = {LMHOST_BINARY, "serve", "--port", "0", "--parallel", "2", "-t", "1", "-q"};
+      all.insert(all.end(), args.begin(), args.end());
+      std::vector<char*> argv;
+      for (auto& a : all) argv.push_back(a.data());
+      argv.push_back(nullptr);
+      ::execv(argv[0], argv.data());
+      ::_exit(127);
+    }
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    while (std::chrono::steady_clock::now() < until && port_ == 0) {
+      std::istringstream in(slurp(log_));
+      for (std::string l; std::getline(in, l);) {
+        auto j = json::parse(l, nullptr, false);
+        if (j.is_object() && j.value("msg", "") == "listening") port_ = j.value("port", 0);
+      }
+      int st;
+      if (::waitpid(pid_, &st, WNOHANG) == pid_) {
+        pid_ = -1;
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    if (port_ == 0) throw std::runtime_error("lmhost serve did not start: " + slurp(log_));
+    for (int i = 0; i < 600; ++i) {
+      HttpClient c(port_);
+      if (c.request("GET", "/ready").status == 200) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  }
+  ~Server() {
+    if (pid_ > 0) {
+      ::kill(pid_, SIGKILL);
+      int st;
+      ::waitpid(pid_, &st, 0);
+    }
+    fs::remove(log_);
+  }
+  lmhost::testing::ClientResponse req(const std::string& method, const std::string& path, const json& body = nullptr) {
+    HttpClient c(port_, 60000);
+    return c.request(method, path, body.is_null() ? "" : body.dump());
+  }
+  json get(const std::string& path) { return json::parse(req("GET", path).body); }
+  // Names in /api/ps (loaded models).
+  std::set<std::string> loaded() {
+    std::set<std::string> out;
+    const json ps = get("/api/ps");
+    for (const auto& m : ps["models"]) out.insert(m["name"].get<std::string>());
+    return out;
+  }
+  std::string log_text() const { return slurp(log_); }
+
+ private:
+  std::string log_;
+  pid_t pid_ = -1;
+  int port_ = 0;
+};
+
+json gen(const std::string& model, const std::string& prompt, json extra = json::object()) {
+  json b = {{"model", model}, {"prompt", prompt}, {"stream", false}, {"options", {{"num_predict", 3}}}};
+  b.update(extra);
+  return b;
+}
+
+// Waits until pred() holds (up to 10 s).
+template <class F>
+bool eventually(F pred) {
+  for (int i = 0; i < 100; ++i) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return pred();
+}
+
+}  // namespace
+
+TEST(OllamaStore, DiscoveredAndServedUnderOllamaNamesCorruptBlobRefused) {
+  Dir d;
+  const std::string store = d / "store";
+  add_to_store(store, "qwen2.5", "0.5b", synth(d, "a", 1));
+  add_to_store(store, "tiny", "latest", synth(d, "b", 2));
+  const std::string bad = add_to_store(store, "broken", "7b", synth(d, "c", 3));
+  {  // flip a byte in the middle of the blob: its content no longer matches its name
+    std::string data = slurp(bad);
+    data[data.size() / 2] ^= 0x5a;
+    std::ofstream(bad, std::ios::binary | std::ios::trunc) << data;
+  }
+  Server s({"--ollama-models", store});
+
+  std::set<std::string> tags, v1;
+  const json tj = s.get("/api/tags"), vj = s.get("/v1/models");
+  for (const auto& m : tj["models"]) tags.insert(m["name"].get<std::string>());
+  for (const auto& m : vj["data"]) v1.insert(m["id"].get<std::string>());
+  const std::set<std::string> want = {"broken:7b", "qwen2.5:0.5b", "tiny:latest"};
+  EXPECT_EQ(tags, want);  // the corrupt one is listed (not hashed until used) ...
+  EXPECT_EQ(v1, want);
+  EXPECT_TRUE(s.loaded().empty()) << "store models load on first use";
+
+  auto r = s.req("POST", "/api/generate", gen("qwen2.5:0.5b", "hello"));
+  ASSERT_EQ(r.status, 200) << r.body;
+  auto j = json::parse(r.body);
+  EXPECT_EQ(j["model"], "qwen2.5:0.5b");
+  EXPECT_EQ(j["eval_count"], 3);
+  // NAME means NAME:latest; the OpenAI API serves the same names.
+  r = s.req("POST", "/api/generate", gen("tiny", "hello"));
+  EXPECT_EQ(r.status, 200) << r.body;
+  r = s.req("POST", "/v1/chat/completions",
+            {{"model", "qwen2.5:0.5b"}, {"messages", {{{"role", "user"}, {"content", "hi"}}}}, {"max_tokens", 2}});
+  EXPECT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(s.loaded(), (std::set<std::string>{"qwen2.5:0.5b", "tiny:latest"}));
+
+  // ... but refused by its checksum on use, in both API shapes, with a clear message.
+  r = s.req("POST", "/api/generate", gen("broken:7b", "hello"));
+  EXPECT_EQ(r.status, 500) << r.body;
+  EXPECT_NE(r.body.find("checksum mismatch"), std::string::npos) << r.body;
+  EXPECT_NE(r.body.find("sha256-"), std::string::npos) << r.body;
+  r = s.req("POST", "/v1/chat/completions",
+            {{"model", "broken:7b"}, {"messages", {{{"role", "user"}, {"content", "hi"}}}}, {"max_tokens", 2}});
+  EXPECT_EQ(r.status, 500) << r.body;
+  EXPECT_NE(r.body.find("checksum mismatch"), std::string::npos) << r.body;
+  EXPECT_EQ(s.loaded().count("broken:7b"), 0u);
+  // The digest reported is the blob's.
+  const json tj2 = s.get("/api/tags");
+  for (const auto& m : tj2["models"])
+    EXPECT_EQ(m["digest"].get<std::string>().size(), 64u);
+}
+
+TEST(OllamaStore, ConfiguredChecksumVerified) {
+  Dir d;
+  const std::string a = synth(d, "a", 1);
+  const std::string good = sha256_hex(slurp(a));
+  std::string wrong = good;
+  wrong[0] = wrong[0] == '0' ? '1' : '0';
+  Server s({"--model", "ok=" + a + "@sha256:" + good, "--model", "bad=" + a + "@sha256:" + wrong});
+  EXPECT_EQ(s.req("POST", "/api/generate", gen("ok", "hi")).status, 200);
+  auto r = s.req("POST", "/api/generate", gen("bad", "hi"));
+  EXPECT_EQ(r.status, 500) << r.body;
+  EXPECT_NE(r.body.find("checksum mismatch"), std::string::npos) << r.body;
+  EXPECT_NE(r.body.find(wrong), std::string::npos) << r.body;
+}
+
+TEST(Lifecycle, KeepAliveZeroUnloadsDurationsExpireAndPsShowsExpiry) {
+  Dir d;
+  Server s({"--model", "m=" + synth(d, "a", 1)});
+  EXPECT_EQ(s.loaded(), std::set<std::string>{"m"}) << "--model files are preloaded";
+  auto ps = s.get("/api/ps")["models"][0];
+  EXPECT_EQ(ps["size"], fs::file_size(d / "a.gguf"));
+  EXPECT_GE(ps["expires_at"].get<std::string>(), "2100") << "preloaded: kept until a request says otherwise";
+
+  // Ollama's documented unload: empty prompt + keep_alive 0 (generate and chat).
+  auto r = s.req("POST", "/api/generate", {{"model", "m"}, {"prompt", ""}, {"keep_alive", 0}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(json::parse(r.body)["done_reason"], "unload");
+  EXPECT_TRUE(s.loaded().empty());
+  EXPECT_EQ(s.get("/health")["status"], "ok") << "an unloaded model is still available";
+  EXPECT_EQ(s.req("GET", "/ready").status, 200);
+
+  // First use loads it again; keep_alive "2s" sets its expiry.
+  r = s.req("POST", "/api/generate", gen("m", "hello", {{"keep_alive", "2s"}}));
+  ASSERT_EQ(r.status, 200) << r.body;
+  ps = s.get("/api/ps")["models"];
+  ASSERT_EQ(ps.size(), 1u);
+  EXPECT_LT(ps[0]["expires_at"].get<std::string>(), "2100");
+  EXPECT_TRUE(eventually([&] { return s.loaded().empty(); })) << "keep_alive 2s expired";
+
+  r = s.req("POST", "/api/chat", {{"model", "m"}, {"messages", json::array()}, {"keep_alive", "-1"}});
+  EXPECT_EQ(json::parse(r.body)["done_reason"], "load");
+  EXPECT_EQ(s.loaded(), std::set<std::string>{"m"});
+  r = s.req("POST", "/api/chat", {{"model", "m"}, {"messages", json::array()}, {"keep_alive", "0s"}});
+  EXPECT_EQ(json::parse(r.body)["done_reason"], "unload");
+  EXPECT_TRUE(s.loaded().empty());
+
+  // keep_alive 0 on a real request: unloads once it is done.
+  r = s.req("POST", "/api/generate", gen("m", "hello", {{"keep_alive", 0}}));
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_TRUE(eventually([&] { return s.loaded().empty(); }));
+
+  r = s.req("POST", "/api/generate", gen("m", "hello", {{"keep_alive", "soon"}}));
+  EXPECT_EQ(r.status, 400);
+  EXPECT_NE(r.body.find("keep_alive"), std::string::npos) << r.body;
+}
+
+TEST(Lifecycle, MaxLoadedModelsEvictsLeastRecentlyUsed) {
+  Dir d;
+  const std::string store = d / "store";
+  add_to_store(store, "a", "latest", synth(d, "a", 1));
+  add_to_store(store, "b", "latest", synth(d, "b", 2));
+  add_to_store(store, "c", "latest", synth(d, "c", 3));
+  Server s({"--ollama-models", store, "--max-loaded-models", "2"});
+  auto use = [&](const std::string& m) { return s.req("POST", "/api/generate", gen(m, "hi")).status; };
+  ASSERT_EQ(use("a"), 200);
+  ASSERT_EQ(use("b"), 200);
+  EXPECT_EQ(s.loaded(), (std::set<std::string>{"a:latest", "b:latest"}));
+  ASSERT_EQ(use("a"), 200);  // b is now the least recently used
+  ASSERT_EQ(use("c"), 200);
+  EXPECT_EQ(s.loaded(), (std::set<std::string>{"a:latest", "c:latest"}));
+  ASSERT_EQ(use("b"), 200);
+  EXPECT_EQ(s.loaded(), (std::set<std::string>{"b:latest", "c:latest"}));
+  EXPECT_NE(s.log_text().find("evicting model 'a:latest'"), std::string::npos);
+}
