@@ -1,6 +1,7 @@
 // Ollama-compatible endpoints: /api/generate, /api/chat, /api/tags,
 // /api/show, /api/ps, /api/version, GET|HEAD /.
 #include <cstdio>
+#include <filesystem>
 
 #include "api/common.h"
 #include "gguf/gguf.h"
@@ -230,6 +231,13 @@ json details(const ServedModel& m) {
           {"quantization_level", m.quantization()}};
 }
 
+// Size on disk of a model not loaded (store models before first use).
+uint64_t file_size_or_0(const std::string& path) {
+  std::error_code ec;
+  const auto n = std::filesystem::file_size(path, ec);
+  return ec ? 0 : static_cast<uint64_t>(n);
+}
+
 std::string digest_of(const ServedModel& m) {
   if (!m.sha256().empty()) return m.sha256();  // Ollama blobs, or a checksum from the configuration
   // Not a content hash (that would read the whole file): a stable id from name, path and size.
@@ -275,7 +283,7 @@ void register_ollama(server::Router& r, std::shared_ptr<Ctx> ctx) {
       models.push_back({{"name", m->name()},
                         {"model", m->name()},
                         {"modified_at", rfc3339(ready ? m->modified_at() : std::chrono::system_clock::now())},
-                        {"size", ready ? m->file_bytes() : 0},
+                        {"size", ready ? m->file_bytes() : file_size_or_0(m->path())},
                         {"digest", digest_of(*m)},
                         {"details", details(*m)}});
     }

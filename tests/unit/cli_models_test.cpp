@@ -229,8 +229,10 @@ TEST(OllamaStore, DiscoveredAndServedUnderOllamaNamesCorruptBlobRefused) {
   EXPECT_EQ(s.loaded().count("broken:7b"), 0u);
   // The digest reported is the blob's.
   const json tj2 = s.get("/api/tags");
-  for (const auto& m : tj2["models"])
+  for (const auto& m : tj2["models"]) {
     EXPECT_EQ(m["digest"].get<std::string>().size(), 64u);
+    EXPECT_EQ(m["size"], fs::file_size(d / "a.gguf")) << "size on disk, loaded or not";
+  }
 }
 
 TEST(OllamaStore, ConfiguredChecksumVerified) {
