@@ -305,6 +305,105 @@ TEST(Production, EmbeddingInputsHonourMaxInputTokens) {
   EXPECT_LT(json::parse(r.body)["prompt_eval_count"].get<int>(), 8);
 }
 
+// Token budgets (RATE_LIMIT_TOKENS_PER_MINUTE, a key's tpm): requests pass
+// while the tokens used (prompt + completion) are under the budget; once it is
+// spent the next one is a 429 with Retry-After and the token headers.
+TEST(Production, TokenBudget429WithHeaders) {
+  const std::string keys = tmp_path("tpm-keys");
+  fs::remove(keys);
+  std::string out;
+  ASSERT_EQ(run("keys add small --file " + keys + " --tpm 10", &out), 0) << out;
+  std::string small = out.substr(out.find("lmh_"));
+  small = small.substr(0, small.find('\n'));
+  {
+    Server s({}, {"RATE_LIMIT_TOKENS_PER_MINUTE=40"});
+    int64_t used = 0;
+    int admitted = 0;
+    lmhost::testing::ClientResponse r;
+    for (int i = 0; i < 20; ++i) {
+      HttpClient c(s.port());
+      r = c.request("POST", "/v1/chat/completions", kChat);
+      if (r.status != 200) break;
+      ++admitted;
+      const json u = json::parse(r.body)["usage"];
+      used += u["prompt_tokens"].get<int64_t>() + u["completion_tokens"].get<int64_t>();
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));  // the charge follows the response
+    }
+    ASSERT_EQ(r.status, 429) << "after " << admitted << " requests using " << used << " tokens: " << r.body;
+    EXPECT_GE(used, 40) << "admitted while under the budget";
+    EXPECT_GE(admitted, 1);
+    const int retry = std::stoi(r.header("retry-after"));
+    EXPECT_GE(retry, 1);
+    EXPECT_LE(retry, 61);
+    EXPECT_EQ(r.header("x-ratelimit-limit-tokens"), "40");
+    EXPECT_EQ(r.header("x-ratelimit-remaining-tokens"), "0");
+    EXPECT_NE(json::parse(r.body)["error"]["message"].get<std::string>().find("40 tokens per minute"), std::string::npos)
+        << r.body;
+    HttpClient c(s.port());
+    auto o = c.request("POST", "/api/chat", R"({"model":"demo","messages":[{"role":"user","content":"hi"}],"stream":false})");
+    EXPECT_EQ(o.status, 429);
+    EXPECT_TRUE(json::parse(o.body)["error"].is_string()) << "Ollama shape: " << o.body;
+    EXPECT_FALSE(o.header("retry-after").empty());
+    const std::string m = c.request("GET", "/metrics").body;
+    EXPECT_NE(m.find("limit=\"tokens\"}"), std::string::npos) << m;
+  }
+  {
+    // A key's own budget: 10 tokens a minute for "small"; the other key has none.
+    Server s({"--api-key", "other-key-1"}, {"API_KEYS_FILE=" + keys});
+    HttpClient c(s.port());
+    const std::map<std::string, std::string> as_small = {{"Authorization", "Bearer " + small}};
+    auto r = c.request("POST", "/v1/chat/completions", kChat, as_small);
+    ASSERT_EQ(r.status, 200) << r.body;  // the budget is not spent before it
+    const json u = json::parse(r.body)["usage"];
+    ASSERT_GE(u["prompt_tokens"].get<int>() + u["completion_tokens"].get<int>(), 10) << "one chat spends 10 tokens";
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    r = c.request("POST", "/v1/chat/completions", kChat, as_small);
+    EXPECT_EQ(r.status, 429) << r.body;
+    EXPECT_EQ(r.header("x-ratelimit-limit-tokens"), "10");
+    EXPECT_NE(json::parse(r.body)["error"]["message"].get<std::string>().find("API key 'small'"), std::string::npos) << r.body;
+    HttpClient c2(s.port());
+    EXPECT_EQ(c2.request("POST", "/v1/chat/completions", kChat, {{"x-api-key", "other-key-1"}}).status, 200)
+        << "another key's budget is its own";
+  }
+  fs::remove(keys);
+}
+
+// MAX_CONNECTIONS: a connection beyond the limit gets a 503 (with
+// Retry-After) and is closed; once one closes, a new one is served.
+TEST(Production, MaxConnections503) {
+  Server s({}, {"MAX_CONNECTIONS=2"});
+  // Two connections kept alive (retried while the server still counts the
+  // readiness probes' connections, closed a moment ago).
+  auto open_one = [&](HttpClient& c) {
+    for (int i = 0; i < 50; ++i) {
+      if (c.request("GET", "/v1/models").status == 200) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      c.connect();
+    }
+    return false;
+  };
+  HttpClient a(s.port());
+  ASSERT_TRUE(open_one(a));
+  HttpClient b(s.port());
+  ASSERT_TRUE(open_one(b));
+  HttpClient over(s.port());
+  auto r = over.request("GET", "/v1/models");
+  EXPECT_EQ(r.status, 503) << r.body;
+  EXPECT_EQ(r.header("retry-after"), "1");
+  EXPECT_NE(r.body.find("too many open connections (the limit is 2)"), std::string::npos) << r.body;
+  a.close();
+  lmhost::testing::ClientResponse again;
+  for (int i = 0; i < 50; ++i) {  // the server notices the close
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    HttpClient n(s.port());
+    again = n.request("GET", "/v1/models");
+    if (again.status == 200) break;
+  }
+  EXPECT_EQ(again.status, 200);
+  auto rb = b.request("GET", "/v1/models");
+  EXPECT_EQ(rb.status, 200) << rb.body;
+}
+
 TEST(Production, NotReadyIs503AndMetricsPassPromtool) {
   const std::string bad = tmp_path("broken.gguf");
   std::ofstream(bad) << "this is not a gguf file";
