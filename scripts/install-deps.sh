@@ -8,7 +8,7 @@ PKGS=(
   nlohmann-json3-dev libpcre2-dev libutf8proc-dev libcli11-dev libboost1.81-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libhiredis-dev redis-server
-  libyaml-cpp-dev libssl-dev prometheus wrk
+  libyaml-cpp-dev libssl-dev libcurl4-openssl-dev prometheus wrk
   python3
 )
 

@@ -1,0 +1,349 @@
+// Upstream pools over libcurl (see upstream.h).
+#include "gateway/upstream.h"
+
+#include <curl/curl.h>
+
+#include <algorithm>
+#include <random>
+#include <set>
+
+#include <nlohmann/json.hpp>
+
+#include "observe/log.h"
+#include "util/error.h"
+
+namespace lmhost::gateway {
+
+namespace {
+
+void curl_init_once() {
+  static std::once_flag once;
+  std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
+}
+
+struct CurlHandle {
+  CURL* h = curl_easy_init();
+  curl_slist* headers = nullptr;
+  ~CurlHandle() {
+    if (headers) curl_slist_free_all(headers);
+    if (h) curl_easy_cleanup(h);
+  }
+};
+
+void set_common(CurlHandle& c, const Upstream& u, const std::string& url, std::chrono::milliseconds connect_timeout) {
+  curl_easy_setopt(c.h, CURLOPT_URL, url.c_str());
+  curl_easy_setopt(c.h, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(c.h, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(connect_timeout.count()));
+  curl_easy_setopt(c.h, CURLOPT_TCP_NODELAY, 1L);
+  c.headers = curl_slist_append(c.headers, "Content-Type: application/json");
+  c.headers = curl_slist_append(c.headers, "Expect:");
+  if (!u.spec.key.empty()) c.headers = curl_slist_append(c.headers, ("Authorization: Bearer " + u.spec.key).c_str());
+  curl_easy_setopt(c.h, CURLOPT_HTTPHEADER, c.headers);
+}
+
+size_t append_cb(char* p, size_t sz, size_t n, void* ud) {
+  static_cast<std::string*>(ud)->append(p, sz * n);
+  return sz * n;
+}
+
+// One attempt of a proxied exchange.
+struct Attempt {
+  ProxyState* st;
+  CURL* h;
+  std::shared_ptr<Upstream> up;
+  bool stream;
+  bool committed = false;  // bytes went to the client: no retry any more
+  std::string buf;         // non-streaming: the whole body
+};
+
+void commit(Attempt& a, long status) {
+  char* ct = nullptr;
+  curl_easy_getinfo(a.h, CURLINFO_CONTENT_TYPE, &ct);
+  std::lock_guard lk(a.st->mu);
+  a.st->committed = true;
+  a.st->status = static_cast<int>(status);
+  a.st->content_type = ct ? ct : "application/json";
+  a.st->upstream = a.up;
+  a.committed = true;
+}
+
+size_t proxy_write(char* p, size_t sz, size_t n, void* ud) {
+  auto& a = *static_cast<Attempt*>(ud);
+  if (a.st->cancelled.load()) return 0;
+  long status = 0;
+  curl_easy_getinfo(a.h, CURLINFO_RESPONSE_CODE, &status);
+  if (status >= 500) return 0;  // a failure: retried elsewhere, nothing passed on
+  if (!a.stream) {
+    a.buf.append(p, sz * n);
+    return sz * n;
+  }
+  if (!a.committed) commit(a, status);
+  {
+    std::lock_guard lk(a.st->mu);
+    a.st->pending.append(p, sz * n);
+  }
+  a.st->wake();
+  return sz * n;
+}
+
+int proxy_progress(void* ud, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
+  return static_cast<Attempt*>(ud)->st->cancelled.load() ? 1 : 0;
+}
+
+}  // namespace
+
+const char* upstream_kind_name(UpstreamKind k) { return k == UpstreamKind::OpenAI ? "openai" : "ollama"; }
+
+UpstreamSpec parse_upstream(const std::string& s) {
+  UpstreamSpec u;
+  std::string rest = s;
+  if (rest.rfind("ollama:", 0) == 0 && rest.rfind("ollama://", 0) != 0) {
+    rest = rest.substr(7);
+  } else if (rest.rfind("openai:", 0) == 0) {
+    u.kind = UpstreamKind::OpenAI;
+    rest = rest.substr(7);
+  }
+  if (const size_t hash = rest.find('#'); hash != std::string::npos) {
+    u.key = rest.substr(hash + 1);
+    rest.resize(hash);
+  }
+  if (rest.find("://") == std::string::npos) rest = "http://" + rest;
+  if (rest.rfind("http://", 0) != 0 && rest.rfind("https://", 0) != 0)
+    throw Error("upstream '" + s + "': expected ollama:URL or openai:URL[#KEY] with an http(s) URL", 400);
+  while (!rest.empty() && rest.back() == '/') rest.pop_back();
+  // An OpenAI base URL may be given with or without its /v1.
+  if (u.kind == UpstreamKind::OpenAI && rest.size() > 3 && rest.compare(rest.size() - 3, 3, "/v1") == 0)
+    rest.resize(rest.size() - 3);
+  if (rest.size() <= 8) throw Error("upstream '" + s + "': the URL has no host", 400);
+  u.url = rest;
+  return u;
+}
+
+std::string Upstream::name() const { return std::string(upstream_kind_name(spec.kind)) + ":" + spec.url; }
+
+bool Upstream::healthy() const {
+  std::lock_guard lk(mu_);
+  return std::chrono::steady_clock::now() >= open_until_;
+}
+
+std::vector<std::string> Upstream::models() const {
+  std::lock_guard lk(mu_);
+  return models_;
+}
+
+void Upstream::success() {
+  std::lock_guard lk(mu_);
+  consecutive_failures_ = 0;
+  open_until_ = {};
+  up_ = true;
+}
+
+void Upstream::failure(std::chrono::milliseconds cooldown, int threshold) {
+  std::lock_guard lk(mu_);
+  if (++consecutive_failures_ >= threshold) {
+    if (std::chrono::steady_clock::now() >= open_until_)
+      observe::log_warn("upstream cooling down", {{"backend", name()},
+                                                  {"failures", static_cast<int64_t>(consecutive_failures_)},
+                                                  {"cooldown_ms", static_cast<int64_t>(cooldown.count())}});
+    open_until_ = std::chrono::steady_clock::now() + cooldown;
+    up_ = false;
+  }
+}
+
+void ProxyState::wake() {
+  std::function<void()> n;
+  {
+    std::lock_guard lk(mu);
+    n = notify;
+  }
+  if (n) n();
+}
+
+Upstreams::Upstreams(std::vector<UpstreamSpec> specs, UpstreamOptions options) : opts_(options) {
+  curl_init_once();
+  for (auto& s : specs) ups_.push_back(std::make_shared<Upstream>(std::move(s)));
+}
+
+Upstreams::~Upstreams() { stop(); }
+
+bool Upstreams::refresh(Upstream& u) {
+  CurlHandle c;
+  if (!c.h) return false;
+  const bool oai = u.spec.kind == UpstreamKind::OpenAI;
+  set_common(c, u, u.spec.url + (oai ? "/v1/models" : "/api/tags"), opts_.connect_timeout);
+  curl_easy_setopt(c.h, CURLOPT_TIMEOUT_MS, static_cast<long>(opts_.connect_timeout.count() * 2));
+  std::string body;
+  curl_easy_setopt(c.h, CURLOPT_WRITEFUNCTION, append_cb);
+  curl_easy_setopt(c.h, CURLOPT_WRITEDATA, &body);
+  const CURLcode rc = curl_easy_perform(c.h);
+  long status = 0;
+  curl_easy_getinfo(c.h, CURLINFO_RESPONSE_CODE, &status);
+  std::vector<std::string> names;
+  bool ok = rc == CURLE_OK && status == 200;
+  if (ok) {
+    auto j = nlohmann::json::parse(body, nullptr, false);
+    const char* list = oai ? "data" : "models";
+    const char* field = oai ? "id" : "name";
+    if (j.is_object() && j.contains(list) && j[list].is_array()) {
+      for (const auto& m : j[list])
+        if (m.is_object() && m.contains(field) && m[field].is_string()) names.push_back(m[field].get<std::string>());
+    } else {
+      ok = false;
+    }
+  }
+  if (!ok) {
+    const bool was_up = u.up();
+    u.failure(opts_.cooldown, 1);  // a failed health check opens the circuit at once
+    if (was_up)
+      observe::log_warn("upstream down", {{"backend", u.name()},
+                                          {"error", rc != CURLE_OK ? curl_easy_strerror(rc)
+                                                                   : "HTTP " + std::to_string(status)}});
+    return false;
+  }
+  const bool was_up = u.up();
+  {
+    std::lock_guard lk(u.mu_);
+    u.models_ = std::move(names);
+  }
+  u.success();
+  if (!was_up)
+    observe::log_info("upstream up", {{"backend", u.name()}, {"models", static_cast<int64_t>(u.models().size())}});
+  return true;
+}
+
+void Upstreams::start() {
+  for (auto& u : ups_) refresh(*u);
+  refresher_ = std::thread([this] {
+    std::unique_lock lk(stop_mu_);
+    while (!stop_cv_.wait_for(lk, opts_.health_interval, [this] { return stopping_; })) {
+      lk.unlock();
+      for (auto& u : ups_) refresh(*u);
+      lk.lock();
+    }
+  });
+}
+
+void Upstreams::stop() {
+  {
+    std::lock_guard lk(stop_mu_);
+    stopping_ = true;
+  }
+  stop_cv_.notify_all();
+  if (refresher_.joinable()) refresher_.join();
+}
+
+std::vector<std::string> Upstreams::models() const {
+  std::set<std::string> s;
+  for (const auto& u : ups_)
+    for (auto& m : u->models()) s.insert(m);
+  return {s.begin(), s.end()};
+}
+
+bool Upstreams::has(const std::string& model) const {
+  for (const auto& u : ups_)
+    for (const auto& m : u->models())
+      if (m == model) return true;
+  return false;
+}
+
+std::vector<std::shared_ptr<Upstream>> Upstreams::candidates(const std::string& model, UpstreamKind prefer) {
+  std::vector<std::shared_ptr<Upstream>> offering;
+  for (const auto& u : ups_) {
+    auto ms = u->models();
+    if (std::find(ms.begin(), ms.end(), model) != ms.end()) offering.push_back(u);
+  }
+  if (offering.empty()) return {};
+  // Round-robin: rotate by a counter, then stable-sort by (unhealthy, other kind).
+  const size_t k = rr_.fetch_add(1) % offering.size();
+  std::rotate(offering.begin(), offering.begin() + static_cast<ptrdiff_t>(k), offering.end());
+  std::stable_sort(offering.begin(), offering.end(), [prefer](const auto& a, const auto& b) {
+    auto rank = [prefer](const Upstream& u) { return (u.healthy() ? 0 : 2) + (u.spec.kind == prefer ? 0 : 1); };
+    return rank(*a) < rank(*b);
+  });
+  return offering;
+}
+
+std::shared_ptr<ProxyState> Upstreams::start_proxy(const std::string& model, UpstreamKind prefer, ProxyPlan plan) {
+  auto st = std::make_shared<ProxyState>();
+  auto cands = candidates(model, prefer);
+  std::thread([this, st, cands = std::move(cands), plan = std::move(plan)]() mutable {
+    run_proxy(st, std::move(cands), std::move(plan));
+  }).detach();
+  return st;
+}
+
+void Upstreams::run_proxy(std::shared_ptr<ProxyState> st, std::vector<std::shared_ptr<Upstream>> cands,
+                          ProxyPlan plan) {
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  std::string last_error = "no upstream offers this model";
+  int tries = 0;
+  for (const auto& up : cands) {
+    auto [path, body] = plan.build(*up);
+    if (path.empty()) continue;
+    for (int i = 0; i < opts_.attempts_per_upstream; ++i) {
+      if (st->cancelled.load()) break;
+      if (tries > 0) {  // exponential backoff with jitter
+        const int64_t base = opts_.backoff_base.count() << std::min(tries - 1, 6);
+        std::uniform_int_distribution<int64_t> jitter(0, base);
+        std::this_thread::sleep_for(std::chrono::milliseconds(base + jitter(rng)));
+      }
+      ++tries;
+      CurlHandle c;
+      if (!c.h) break;
+      set_common(c, *up, up->spec.url + path, opts_.connect_timeout);
+      curl_easy_setopt(c.h, CURLOPT_POST, 1L);
+      curl_easy_setopt(c.h, CURLOPT_POSTFIELDS, body.data());
+      curl_easy_setopt(c.h, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
+      Attempt a{st.get(), c.h, up, plan.stream, false, {}};
+      curl_easy_setopt(c.h, CURLOPT_WRITEFUNCTION, proxy_write);
+      curl_easy_setopt(c.h, CURLOPT_WRITEDATA, &a);
+      curl_easy_setopt(c.h, CURLOPT_NOPROGRESS, 0L);
+      curl_easy_setopt(c.h, CURLOPT_XFERINFOFUNCTION, proxy_progress);
+      curl_easy_setopt(c.h, CURLOPT_XFERINFODATA, &a);
+      const CURLcode rc = curl_easy_perform(c.h);
+      long status = 0;
+      curl_easy_getinfo(c.h, CURLINFO_RESPONSE_CODE, &status);
+      if (a.committed) {  // streaming: the client has bytes; whatever happened, this is the answer
+        if (rc == CURLE_OK) up->success();
+        else if (!st->cancelled.load()) up->failure(opts_.cooldown, opts_.failure_threshold);
+        ++up->served_;
+        {
+          std::lock_guard lk(st->mu);
+          st->done = true;
+        }
+        st->wake();
+        return;
+      }
+      if (st->cancelled.load()) break;
+      if (rc == CURLE_OK && status > 0 && status < 500) {
+        commit(a, status);
+        up->success();
+        ++up->served_;
+        {
+          std::lock_guard lk(st->mu);
+          st->pending = std::move(a.buf);
+          st->done = true;
+        }
+        st->wake();
+        return;
+      }
+      last_error = rc != CURLE_OK && !(rc == CURLE_WRITE_ERROR && status >= 500)
+                       ? std::string(curl_easy_strerror(rc))
+                       : "HTTP " + std::to_string(status);
+      observe::log_warn("upstream attempt failed", {{"backend", up->name()}, {"error", last_error},
+                                                    {"attempt", static_cast<int64_t>(tries)}});
+      up->failure(opts_.cooldown, opts_.failure_threshold);
+      if (!up->healthy()) break;  // circuit open: next upstream
+    }
+    if (st->cancelled.load()) break;
+  }
+  {
+    std::lock_guard lk(st->mu);
+    st->failed = true;
+    st->done = true;
+    st->error = "every upstream failed (last: " + last_error + ")";
+  }
+  st->wake();
+}
+
+}  // namespace lmhost::gateway
