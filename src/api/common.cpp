@@ -3,6 +3,7 @@
 
 #include <cmath>
 
+#include "observe/log.h"
 #include "observe/metrics.h"
 
 #include <cstdio>
@@ -149,7 +150,7 @@ std::set<std::string> g_fallback_logged;
 void log_fallback_once(const ServedModel& m, const std::string& why) {
   std::lock_guard lk(g_fallback_mu);
   if (g_fallback_logged.insert(m.name()).second)
-    std::fprintf(stderr, "lmhost: model '%s': %s; rendering chats as ChatML\n", m.name().c_str(), why.c_str());
+    observe::log_warn("rendering chats as ChatML", {{"model", m.name()}, {"reason", why}});
 }
 
 // Render failures that are our interpreter's limitation, not the template's

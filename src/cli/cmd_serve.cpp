@@ -126,7 +126,7 @@ void ensure_demo(const std::string& path) {
   if (!spec) throw Error("the built-in demo shape is missing");
   spec->type = "Q8_0";
   const std::string tmp = path + ".tmp." + std::to_string(getpid());
-  std::fprintf(stderr, "lmhost: synthesizing the demo model at %s\n", path.c_str());
+  observe::log_info("synthesizing the demo model", {{"path", path}});
   model::synth_model(*spec, tmp, 1);
   fs::rename(tmp, path, ec);
   if (ec) throw Error("cannot write the demo model to " + path + ": " + ec.message());
@@ -290,16 +290,17 @@ int serve(const ServeOptions& o, const config::Config& cfg) {
                                   {"apis", "OpenAI /v1, Ollama /api, /health, /ready, /info, /metrics"}});
   prod.log_startup(so.host, http.port());
   if (demo)
-    std::fprintf(stderr,
-                 "lmhost: no model given: serving the built-in demo model \"demo\" (random weights, the text is "
-                 "meaningless).\n        To serve a real GGUF file: lmhost serve --model /path/to/model.gguf "
-                 "(or --model NAME=PATH, repeatable)\n");
+    observe::log_warn("no model given: serving the built-in demo models \"demo\" and \"demo-embed\" (random "
+                      "weights, the text is meaningless)",
+                      {{"models", "demo, demo-embed"},
+                       {"hint", "to serve a real GGUF file: lmhost serve --model /path/to/model.gguf (or --model "
+                                "NAME=PATH, repeatable)"}});
   pool->load_async();
   http.wait_for_signal();
   prod.set_draining(true);  // /ready answers 503 from now on
   http.stop();
   pool->stop();
-  std::fprintf(stderr, "lmhost: stopped\n");
+  observe::log_info("stopped");
   return 0;
 }
 

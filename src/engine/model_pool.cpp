@@ -1,6 +1,7 @@
 #include "engine/model_pool.h"
 
 #include <cctype>
+#include <cmath>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -10,6 +11,7 @@
 
 #include "gguf/gguf.h"
 #include "model/model.h"
+#include "observe/log.h"
 #include "util/error.h"
 
 namespace lmhost {
@@ -114,8 +116,9 @@ std::string cached_sha256(const std::string& path) {
   }
   const auto t0 = std::chrono::steady_clock::now();
   std::string d = sha256_file(path);
-  std::fprintf(stderr, "lmhost: checked the SHA-256 of %s (%.1f MB) in %.0f ms\n", path.c_str(), size / 1e6,
-               std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+  observe::log_info("checked the SHA-256 of a model file",
+                    {{"path", path}, {"bytes", static_cast<int64_t>(size)},
+                     {"ms", std::round(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count())}});
   std::lock_guard lk(mu);
   cache[key] = d;
   return d;
@@ -166,7 +169,7 @@ void ServedModel::unload() {
   tok_.reset();
   model_.reset();
   file_.reset();
-  std::fprintf(stderr, "lmhost: model '%s' unloaded\n", cfg_.name.c_str());
+  observe::log_info("model unloaded", {{"model", cfg_.name}});
 }
 
 void ServedModel::load(const EngineOptions& opts) {
@@ -213,9 +216,15 @@ void ServedModel::load(const EngineOptions& opts) {
       load_ms_ = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
       loaded_at_ = std::chrono::system_clock::now();
       state_.store(ModelState::Ready, std::memory_order_release);
-      std::fprintf(stderr, "lmhost: embedding model '%s' ready (%s, %s, %.1f M parameters, ctx %d, %s pooling) in %.0f ms\n",
-                   cfg_.name.c_str(), arch_.c_str(), quant_.c_str(), parameters_ / 1e6, em->n_ctx(),
-                   pooling_name(em->pooling()), load_ms_);
+      observe::log_info("embedding model ready", {{"model", cfg_.name},
+                                                  {"path", cfg_.path},
+                                                  {"arch", arch_},
+                                                  {"type", quant_},
+                                                  {"parameters", static_cast<int64_t>(parameters_)},
+                                                  {"n_ctx", em->n_ctx()},
+                                                  {"pooling", pooling_name(em->pooling())},
+                                                  {"demo", cfg_.demo},
+                                                  {"load_ms", std::round(load_ms_)}});
       return;
     }
     model_ = Model::load(file_);
@@ -225,8 +234,8 @@ void ServedModel::load(const EngineOptions& opts) {
       try {
         template_ = ChatTemplate::parse(template_source_);
       } catch (const std::exception& e) {
-        std::fprintf(stderr, "lmhost: model '%s': cannot parse its chat template (%s); using ChatML instead\n",
-                     cfg_.name.c_str(), e.what());
+        observe::log_warn("cannot parse the model's chat template; using ChatML instead",
+                          {{"model", cfg_.name}, {"error", e.what()}});
       }
     }
     int n_ctx = opts.n_ctx;
@@ -240,16 +249,22 @@ void ServedModel::load(const EngineOptions& opts) {
     load_ms_ = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     loaded_at_ = std::chrono::system_clock::now();
     state_.store(ModelState::Ready, std::memory_order_release);
-    std::fprintf(stderr, "lmhost: model '%s' ready (%s, %s, %.1f M parameters, ctx %d x %d sequences) in %.0f ms\n",
-                 cfg_.name.c_str(), arch_.c_str(), quant_.c_str(), parameters_ / 1e6, n_ctx, n_par, load_ms_);
+    observe::log_info("model ready", {{"model", cfg_.name},
+                                      {"path", cfg_.path},
+                                      {"arch", arch_},
+                                      {"type", quant_},
+                                      {"parameters", static_cast<int64_t>(parameters_)},
+                                      {"n_ctx", n_ctx},
+                                      {"parallel", n_par},
+                                      {"demo", cfg_.demo},
+                                      {"load_ms", std::round(load_ms_)}});
   } catch (const std::exception& e) {
     {
       std::lock_guard lk(mu_);
       error_ = e.what();
     }
     state_.store(ModelState::Failed, std::memory_order_release);
-    std::fprintf(stderr, "lmhost: model '%s' failed to load from %s: %s\n", cfg_.name.c_str(), cfg_.path.c_str(),
-                 e.what());
+    observe::log_error("model failed to load", {{"model", cfg_.name}, {"path", cfg_.path}, {"error", e.what()}});
   }
 }
 
@@ -385,8 +400,8 @@ bool ModelPool::make_room(const ServedModel* except) {
     }
     if (loaded < life_.max_loaded) return true;
     if (!lru) return false;
-    std::fprintf(stderr, "lmhost: evicting model '%s' (least recently used; MAX_LOADED_MODELS=%d)\n",
-                 lru->name().c_str(), life_.max_loaded);
+    observe::log_info("evicting model '" + lru->name() + "' (least recently used)",
+                      {{"model", lru->name()}, {"max_loaded_models", life_.max_loaded}});
     lru->unload();
   }
 }

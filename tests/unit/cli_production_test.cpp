@@ -404,6 +404,45 @@ TEST(Production, MaxConnections503) {
   EXPECT_EQ(rb.status, 200) << rb.body;
 }
 
+// Start-up is JSON lines only: the model loads (engine), the demo notice and
+// the listening line all go through the JSON logger.
+TEST(Production, StartupAndModelLoadLinesAreJson) {
+  Server s({}, {});
+  bool chat_ready = false, embed_ready = false, demo_notice = false;
+  std::istringstream in(s.log_text());
+  for (std::string l; std::getline(in, l);) {
+    const json j = json::parse(l, nullptr, false);
+    ASSERT_TRUE(j.is_object()) << "not a JSON line: " << l;
+    EXPECT_TRUE(j.contains("time") && j.contains("level")) << l;
+    const std::string msg = j.value("msg", "");
+    if (msg == "model ready" && j.value("model", "") == "demo") {
+      chat_ready = true;
+      EXPECT_GT(j.value("parameters", 0), 0) << l;
+      EXPECT_GT(j.value("n_ctx", 0), 0) << l;
+      EXPECT_TRUE(j.contains("load_ms")) << l;
+    }
+    if (msg == "embedding model ready" && j.value("model", "") == "demo-embed") embed_ready = true;
+    if (msg.find("no model given") != std::string::npos) {
+      demo_notice = true;
+      EXPECT_EQ(j["level"], "warn");
+      EXPECT_NE(j.value("hint", "").find("--model"), std::string::npos) << l;
+    }
+  }
+  EXPECT_TRUE(chat_ready) << s.log_text();
+  EXPECT_TRUE(embed_ready) << s.log_text();
+  EXPECT_TRUE(demo_notice) << s.log_text();
+  const std::string junk = tmp_path("junk.gguf");
+  std::ofstream(junk) << "not a GGUF file";
+  Server bad({"--model", "broken=" + junk}, {}, false);
+  for (int i = 0; i < 100 && bad.log_text().find("model failed to load") == std::string::npos; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  bool failed_line = false;
+  for (const auto& j : bad.lines())
+    if (j.value("msg", "") == "model failed to load") failed_line = j["level"] == "error" && j.value("model", "") == "broken";
+  EXPECT_TRUE(failed_line) << bad.log_text();
+  fs::remove(junk);
+}
+
 TEST(Production, NotReadyIs503AndMetricsPassPromtool) {
   const std::string bad = tmp_path("broken.gguf");
   std::ofstream(bad) << "this is not a gguf file";
