@@ -9,6 +9,7 @@
 
 #include "engine/model_pool.h"
 #include "gateway/embed_cache.h"
+#include "gateway/upstream.h"
 #include "server/http.h"
 
 namespace lmhost::api {
@@ -18,6 +19,8 @@ struct ApiOptions {
   std::string version = "0.1.0";
   // Embedding cache; null: built from CACHE_SIZE / REDIS_URL / CACHE_TTL_SECONDS by register_routes.
   std::shared_ptr<gateway::EmbeddingCache> embed_cache;
+  // Upstream backends (null: none): requests for their models are proxied (api/upstream_proxy.cpp).
+  std::shared_ptr<gateway::Upstreams> upstreams;
 };
 
 // Adds every route and the error formatter (OpenAI shape, Ollama's

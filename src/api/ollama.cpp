@@ -4,6 +4,7 @@
 #include <filesystem>
 
 #include "api/common.h"
+#include "api/upstream_proxy.h"
 #include "gguf/gguf.h"
 
 namespace lmhost::api {
@@ -166,6 +167,7 @@ HttpResponse loaded_reply(Ctx& ctx, const std::shared_ptr<ServedModel>& m,
 
 HttpResponse generate(Ctx& ctx, HttpRequest& req) {
   json b = parse_body(req);
+  if (auto up = maybe_proxy(ctx, req, b, ProxyEndpoint::OllamaGenerate)) return std::move(*up);
   const auto ka = keep_alive_of(b);
   auto m = resolve_model(ctx, model_name_of(b));
   apply_keep_alive(*m, ka);
@@ -200,6 +202,7 @@ HttpResponse generate(Ctx& ctx, HttpRequest& req) {
 
 HttpResponse chat(Ctx& ctx, HttpRequest& req) {
   json b = parse_body(req);
+  if (auto up = maybe_proxy(ctx, req, b, ProxyEndpoint::OllamaChat)) return std::move(*up);
   const auto ka = keep_alive_of(b);
   auto m = resolve_model(ctx, model_name_of(b));
   apply_keep_alive(*m, ka);
@@ -287,6 +290,7 @@ void register_ollama(server::Router& r, std::shared_ptr<Ctx> ctx) {
                         {"digest", digest_of(*m)},
                         {"details", details(*m)}});
     }
+    append_upstream_models_ollama(*ctx, models);
     return HttpResponse::json(200, dump(json{{"models", models}}));
   });
   r.add("GET", "/api/ps", [ctx](HttpRequest&) {

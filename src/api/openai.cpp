@@ -1,5 +1,6 @@
 // OpenAI-compatible endpoints: /v1/chat/completions, /v1/completions, /v1/models.
 #include "api/common.h"
+#include "api/upstream_proxy.h"
 
 namespace lmhost::api {
 namespace {
@@ -95,6 +96,7 @@ struct Usage {
 
 HttpResponse chat_completions(Ctx& ctx, HttpRequest& req) {
   json b = parse_body(req);
+  if (auto up = maybe_proxy(ctx, req, b, ProxyEndpoint::OpenAIChat)) return std::move(*up);
   auto model_name = opt_string(b, "model").value_or("");
   auto m = resolve_model(ctx, model_name);
   if (b.find("messages") == b.end()) throw Error("'messages' is required", 400);
@@ -248,6 +250,7 @@ json completion_logprobs(const std::vector<TokenEvent>& evs) {
 
 HttpResponse completions(Ctx& ctx, HttpRequest& req) {
   json b = parse_body(req);
+  if (auto up = maybe_proxy(ctx, req, b, ProxyEndpoint::OpenAICompletions)) return std::move(*up);
   auto m = resolve_model(ctx, opt_string(b, "model").value_or(""));
   OpenAIParams p = read_params(b, *m, /*chat=*/false);
   const bool echo = opt_bool(b, "echo").value_or(false);
@@ -374,6 +377,7 @@ void register_openai(server::Router& r, std::shared_ptr<Ctx> ctx) {
   r.add("GET", "/v1/models", [ctx](HttpRequest&) {
     json data = json::array();
     for (const auto& m : ctx->pool->list()) data.push_back(model_object(*m));
+    append_upstream_models_openai(*ctx, data);
     return HttpResponse::json(200, dump(json{{"object", "list"}, {"data", data}}));
   });
   r.add("GET", "/v1/models/{*id}", [ctx](HttpRequest& req) {

@@ -83,6 +83,9 @@ Production::Production(const config::Config& cfg, std::shared_ptr<ModelPool> poo
   auto& r = reg_;
   requests_ = &r.counter("lmhost_http_requests_total", "HTTP requests by route pattern, model and status.",
                          {"route", "model", "status"});
+  upstream_requests_ = &r.counter("lmhost_upstream_requests_total",
+                                  "Requests proxied to an upstream, by backend, model and status.",
+                                  {"backend", "model", "status"});
   duration_ = &r.histogram("lmhost_http_request_duration_seconds",
                            "Time from request received to response done (streams: last byte).", {"route"},
                            observe::latency_buckets());
@@ -280,6 +283,7 @@ void Production::on_complete(const server::HttpRequest& req, int status, const s
   const std::string route = info.route.empty() ? "unmatched" : info.route;
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - req.received).count();
   requests_->inc({route, info.model, std::to_string(status)});
+  if (!info.backend.empty()) upstream_requests_->inc({info.backend, info.model, std::to_string(status)});
   duration_->observe({route}, secs);
   if (!info.model.empty()) {
     if (info.ttft_ms >= 0) ttft_->observe({info.model}, info.ttft_ms / 1000);
@@ -315,6 +319,7 @@ void Production::on_complete(const server::HttpRequest& req, int status, const s
                        {"client", req.remote}};
   if (!info.model.empty()) f.emplace_back("model", info.model);
   if (!info.key_name.empty()) f.emplace_back("key", info.key_name);
+  if (!info.backend.empty()) f.emplace_back("backend", info.backend);
   if (info.prompt_tokens >= 0) f.emplace_back("prompt_tokens", info.prompt_tokens);
   if (info.completion_tokens >= 0) f.emplace_back("completion_tokens", info.completion_tokens);
   if (info.ttft_ms >= 0) f.emplace_back("ttft_ms", info.ttft_ms);

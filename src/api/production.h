@@ -62,6 +62,7 @@ class Production {
   std::shared_ptr<std::atomic<int64_t>> in_flight_ = std::make_shared<std::atomic<int64_t>>(0);
   server::ErrorFormatter error_fmt_;
   // Families (owned by reg_).
+  observe::Family* upstream_requests_ = nullptr;  // by backend (proxied requests)
   observe::Family *requests_, *duration_, *ttft_, *tpot_, *queue_wait_, *prompt_tokens_, *completion_tokens_,
       *rate_limited_, *auth_failures_, *in_flight_gauge_;
 };

@@ -51,6 +51,7 @@ struct ServeOptions {
   std::string keep_alive;     // --keep-alive (env KEEP_ALIVE / OLLAMA_KEEP_ALIVE)
   int max_loaded = -1;        // --max-loaded-models (env MAX_LOADED_MODELS / OLLAMA_MAX_LOADED_MODELS)
   std::vector<std::string> preload;  // --preload NAME (env PRELOAD_MODELS, comma-separated; "*" = all)
+  std::vector<std::string> upstreams;  // --upstream ollama:URL | openai:URL[#KEY]
 };
 
 config::Config build_config(const ServeOptions& o) {
@@ -83,6 +84,11 @@ config::Config build_config(const ServeOptions& o) {
     ov.emplace_back(kv.substr(0, eq), kv.substr(eq + 1));
   }
   for (const auto& k : o.api_keys) ov.emplace_back("auth.api_keys", k);
+  if (!o.upstreams.empty()) {
+    std::string joined;
+    for (const auto& u : o.upstreams) joined += (joined.empty() ? "" : ",") + u;
+    ov.emplace_back("upstream.backends", joined);
+  }
   return config::load(in);
 }
 
@@ -150,6 +156,35 @@ std::string split_checksum(std::string& path) {
   }
   path.resize(at);
   return hex;
+}
+
+// Upstream backends from --upstream / upstream.backends and OLLAMA_URL (comma-separated);
+// openai: upstreams without #KEY use OPENAI_API_KEY. Null when there are none.
+std::shared_ptr<gateway::Upstreams> make_upstreams(const config::Config& cfg) {
+  std::vector<gateway::UpstreamSpec> specs;
+  for (const auto& s : cfg.upstreams) specs.push_back(gateway::parse_upstream(s));
+  for (size_t i = 0; i <= cfg.ollama_url.size();) {
+    size_t j = cfg.ollama_url.find(',', i);
+    if (j == std::string::npos) j = cfg.ollama_url.size();
+    std::string u = cfg.ollama_url.substr(i, j - i);
+    while (!u.empty() && u.front() == ' ') u.erase(u.begin());
+    while (!u.empty() && u.back() == ' ') u.pop_back();
+    if (!u.empty()) specs.push_back(gateway::parse_upstream("ollama:" + u));
+    i = j + 1;
+  }
+  if (specs.empty()) return nullptr;
+  for (auto& s : specs)
+    if (s.kind == gateway::UpstreamKind::OpenAI && s.key.empty()) s.key = cfg.openai_api_key;
+  gateway::UpstreamOptions uo;
+  uo.health_interval = std::chrono::seconds(cfg.upstream_health_interval_seconds);
+  uo.cooldown = std::chrono::seconds(cfg.upstream_cooldown_seconds);
+  uo.failure_threshold = static_cast<int>(cfg.upstream_failure_threshold);
+  auto ups = std::make_shared<gateway::Upstreams>(std::move(specs), uo);
+  ups->start();
+  for (const auto& u : ups->all())
+    observe::log_info("upstream", {{"backend", u->name()}, {"up", u->up()},
+                                   {"models", static_cast<int64_t>(u->models().size())}});
+  return ups;
 }
 
 int serve(const ServeOptions& o, const config::Config& cfg) {
@@ -260,6 +295,7 @@ int serve(const ServeOptions& o, const config::Config& cfg) {
   co.redis_url = cfg.redis_url;
   co.ttl = std::chrono::seconds(cfg.cache_ttl_seconds);
   ao.embed_cache = std::make_shared<gateway::EmbeddingCache>(co);
+  ao.upstreams = make_upstreams(cfg);
   web::register_routes(*router, {ao.version});  // first: its GET / negotiates (browsers get the playground)
   api::register_routes(*router, pool, ao);
   api::BuildInfo bi;
@@ -300,6 +336,7 @@ int serve(const ServeOptions& o, const config::Config& cfg) {
   prod.set_draining(true);  // /ready answers 503 from now on
   http.stop();
   pool->stop();
+  if (ao.upstreams) ao.upstreams->stop();
   observe::log_info("stopped");
   return 0;
 }
@@ -334,6 +371,9 @@ const bool registered = register_command({"serve", "Run the HTTP server (OpenAI 
     sub.add_option("--preload", o->preload,
                    "load this model at start-up (repeatable, * = all; env PRELOAD_MODELS; default: --model files "
                    "yes, Ollama store models on first use)");
+    sub.add_option("--upstream", o->upstreams,
+                   "serve the models of another server: ollama:URL or openai:URL[#KEY] (repeatable; env UPSTREAMS, "
+                   "OLLAMA_URL, OPENAI_API_KEY)");
     sub.add_flag("--print-config", o->print_config, "print the effective configuration (secrets redacted) and exit");
     return [o]() -> int {
       config::Config cfg;

@@ -101,9 +101,17 @@ const std::vector<Setting>& table() {
        "include prompt text in request log lines"},
       {"logging.requests", "LOG_REQUESTS", &Config::log_requests, 0, 0, nullptr, false, "one log line per request"},
       {"upstream.ollama_url", "OLLAMA_URL", &Config::ollama_url, 0, 0, nullptr, false,
-       "accepted for compatibility with deployments that set it (lmhost serves models itself)"},
+       "Ollama servers (comma-separated base URLs) whose models are served as upstreams"},
       {"upstream.openai_api_key", "OPENAI_API_KEY", &Config::openai_api_key, 0, 0, nullptr, true,
-       "accepted for compatibility (never printed)"},
+       "bearer key for openai: upstreams given without #KEY (never printed)"},
+      {"upstream.backends", "UPSTREAMS", &Config::upstreams, 0, 0, nullptr, false,
+       "upstream servers, ollama:URL or openai:URL[#KEY] (comma-separated in the environment; --upstream)"},
+      {"upstream.health_interval_seconds", "UPSTREAM_HEALTH_INTERVAL_SECONDS", &Config::upstream_health_interval_seconds,
+       1, 3600, nullptr, false, "how often upstreams' model lists are fetched (the health check)"},
+      {"upstream.cooldown_seconds", "UPSTREAM_COOLDOWN_SECONDS", &Config::upstream_cooldown_seconds, 0, 3600, nullptr,
+       false, "a failing upstream is skipped this long before it is probed again"},
+      {"upstream.failure_threshold", "UPSTREAM_FAILURE_THRESHOLD", &Config::upstream_failure_threshold, 1, 1000,
+       nullptr, false, "consecutive failed requests that start an upstream's cool-down"},
   };
   return t;
 }

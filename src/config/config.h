@@ -78,9 +78,13 @@ struct Config {
   std::string log_level = "info";
   bool log_prompts = false;
   bool log_requests = true;
-  // upstream.* (kept for deployments that set them; not used by the engine)
-  std::string ollama_url;
-  std::string openai_api_key;
+  // upstream.*: other servers whose models lmhost serves (gateway/upstream.h)
+  std::string ollama_url;       // OLLAMA_URL: comma-separated Ollama base URLs
+  std::string openai_api_key;   // OPENAI_API_KEY: key for openai: upstreams given without #KEY
+  std::vector<std::string> upstreams;  // --upstream ollama:URL | openai:URL[#KEY]
+  int64_t upstream_health_interval_seconds = 15;
+  int64_t upstream_cooldown_seconds = 10;
+  int64_t upstream_failure_threshold = 3;
 
   // The Redis used for rate limits (rate_limit.redis_url, else cache.redis_url).
   const std::string& limits_redis_url() const { return rate_limit_redis_url.empty() ? redis_url : rate_limit_redis_url; }
