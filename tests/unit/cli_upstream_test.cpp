@@ -1,0 +1,247 @@
+// Upstreams through real processes: two lmhost instances serve the same model
+// name ("shared"), one used as an Ollama upstream and one as an OpenAI
+// upstream of a front lmhost that has no local model of that name. Checks the
+// listing, pass-through and translation (JSON and streams), then a request
+// loop while one upstream is killed (no failed client request) and restarted
+// on its port (health recovers, traffic returns: its /metrics count rises).
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include "http_test_client.h"
+
+namespace {
+
+using json = nlohmann::json;
+using lmhost::testing::HttpClient;
+namespace fs = std::filesystem;
+
+std::string slurp(const std::string& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+class Dir {
+ public:
+  Dir() {
+    path_ = fs::temp_directory_path() / ("lmhost-upstream-" + std::to_string(::getpid()));
+    fs::create_directories(path_);
+  }
+  ~Dir() { fs::remove_all(path_); }
+  std::string operator/(const std::string& s) const { return (path_ / s).string(); }
+
+ private:
+  fs::path path_;
+};
+
+class Server {
+ public:
+  Server(int port, std::vector<std::string> args) {
+    static int n = 0;
+    log_ = (fs::temp_directory_path() /
+            ("lmhost-upstream-" + std::to_string(::getpid()) + "-serve-" + std::to_string(n++) + ".log"))
+               .string();
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      const int fd = ::open(log_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      ::dup2(fd, 2);
+      const int nul = ::open("/dev/null", O_WRONLY);
+      ::dup2(nul, 1);
+      for (const char* v : {"HOST", "PORT", "API_KEYS", "API_KEYS_FILE", "REDIS_URL", "LMHOST_CONFIG", "MODEL_PATH",
+                            "OLLAMA_MODELS", "OLLAMA_URL", "OPENAI_API_KEY", "UPSTREAMS", "PRELOAD_MODELS"})
+        ::unsetenv(v);
+      std::vector<std::string> all = {LMHOST_BINARY, "serve", "--port", std::to_string(port), "--parallel", "2",
+                                      "-t", "1"};
+      all.insert(all.end(), args.begin(), args.end());
+      std::vector<char*> argv;
+      for (auto& a : all) argv.push_back(a.data());
+      argv.push_back(nullptr);
+      ::execv(argv[0], argv.data());
+      ::_exit(127);
+    }
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    while (std::chrono::steady_clock::now() < until && port_ == 0) {
+      std::istringstream in(slurp(log_));
+      for (std::string l; std::getline(in, l);) {
+        auto j = json::parse(l, nullptr, false);
+        if (j.is_object() && j.value("msg", "") == "listening") port_ = j.value("port", 0);
+      }
+      int st;
+      if (::waitpid(pid_, &st, WNOHANG) == pid_) {
+        pid_ = -1;
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    if (port_ == 0) throw std::runtime_error("lmhost serve did not start: " + slurp(log_));
+    for (int i = 0; i < 600; ++i) {
+      HttpClient c(port_);
+      if (c.request("GET", "/ready").status == 200) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  }
+  ~Server() {
+    kill();
+    fs::remove(log_);
+  }
+  void kill() {
+    if (pid_ > 0) {
+      ::kill(pid_, SIGKILL);
+      int st;
+      ::waitpid(pid_, &st, 0);
+      pid_ = -1;
+    }
+  }
+  int port() const { return port_; }
+  lmhost::testing::ClientResponse req(const std::string& method, const std::string& path, const json& body = nullptr) {
+    HttpClient c(port_, 60000);
+    return c.request(method, path, body.is_null() ? "" : body.dump());
+  }
+  json get(const std::string& path) { return json::parse(req("GET", path).body); }
+  std::string log_text() const { return slurp(log_); }
+
+ private:
+  std::string log_;
+  pid_t pid_ = -1;
+  int port_ = 0;
+};
+
+json openai_chat(bool stream) {
+  return {{"model", "shared"}, {"messages", {{{"role", "user"}, {"content", "hello"}}}}, {"max_tokens", 4},
+          {"stream", stream}};
+}
+json ollama_chat(bool stream) {
+  return {{"model", "shared"}, {"messages", {{{"role", "user"}, {"content", "hello"}}}},
+          {"options", {{"num_predict", 4}}}, {"stream", stream}};
+}
+
+// lmhost_http_requests_total of one route on a server (all models and statuses).
+double requests_on(Server& s, const std::string& route) {
+  std::istringstream in(s.req("GET", "/metrics").body);
+  double total = 0;
+  for (std::string l; std::getline(in, l);)
+    if (l.rfind("lmhost_http_requests_total{", 0) == 0 && l.find("route=\"" + route + "\"") != std::string::npos)
+      total += std::stod(l.substr(l.rfind(' ') + 1));
+  return total;
+}
+
+bool lists(Server& s, const std::string& name) {
+  std::set<std::string> tags, v1;
+  const json tj = s.get("/api/tags"), vj = s.get("/v1/models");
+  for (const auto& m : tj["models"]) tags.insert(m["name"].get<std::string>());
+  for (const auto& m : vj["data"]) v1.insert(m["id"].get<std::string>());
+  return tags.count(name) && v1.count(name);
+}
+
+}  // namespace
+
+TEST(Upstream, PoolOfOllamaAndOpenAIUpstreamsFailoverAndRecovery) {
+  Dir d;
+  const std::string model = d / "m.gguf";
+  ASSERT_EQ(std::system((std::string(LMHOST_BINARY) + " synth --shape demo --type Q8_0 --seed 1 -o " + model +
+                         " >/dev/null 2>&1")
+                            .c_str()),
+            0);
+  auto a = std::make_unique<Server>(0, std::vector<std::string>{"-q", "--model", "shared=" + model});
+  Server b(0, {"-q", "--model", "shared=" + model});
+  const int pa = a->port();
+  const std::string a_name = "ollama:http://127.0.0.1:" + std::to_string(pa);
+  const std::string b_name = "openai:http://127.0.0.1:" + std::to_string(b.port());
+  Server front(0, {"--upstream", "ollama:http://127.0.0.1:" + std::to_string(pa), "--upstream",
+                   "openai:127.0.0.1:" + std::to_string(b.port()) + "/v1", "--set",
+                   "upstream.health_interval_seconds=1", "--set", "upstream.cooldown_seconds=1"});
+
+  // Listed by the front in both APIs (besides its own demo models).
+  EXPECT_TRUE(lists(front, "shared"));
+  EXPECT_TRUE(lists(front, "demo"));
+
+  // Each flavour goes to the upstream of its flavour (pass-through).
+  auto r = front.req("POST", "/v1/chat/completions", openai_chat(false));
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.header("x-lmhost-backend"), b_name);
+  EXPECT_EQ(json::parse(r.body)["object"], "chat.completion");
+  r = front.req("POST", "/api/chat", ollama_chat(false));
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.header("x-lmhost-backend"), a_name);
+  EXPECT_EQ(json::parse(r.body)["done"], true);
+  r = front.req("POST", "/api/generate", json{{"model", "shared"}, {"prompt", "hi"}, {"stream", false},
+                                              {"options", {{"num_predict", 3}}}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.header("x-lmhost-backend"), a_name);
+  r = front.req("POST", "/v1/completions", json{{"model", "shared"}, {"prompt", "hi"}, {"max_tokens", 3}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.header("x-lmhost-backend"), b_name);
+  // Streams relayed: SSE ends with [DONE], NDJSON with done:true.
+  r = front.req("POST", "/v1/chat/completions", openai_chat(true));
+  ASSERT_EQ(r.status, 200);
+  EXPECT_NE(r.body.find("data: [DONE]"), std::string::npos) << r.body;
+  r = front.req("POST", "/api/chat", ollama_chat(true));
+  ASSERT_EQ(r.status, 200);
+  EXPECT_NE(r.body.find("\"done\":true"), std::string::npos) << r.body;
+  // An unknown model is still a 404.
+  EXPECT_EQ(front.req("POST", "/api/chat", json{{"model", "nope"}, {"messages", json::array()}}).status, 404);
+
+  // Backend in the metrics of the front.
+  const std::string metrics = front.req("GET", "/metrics").body;
+  EXPECT_NE(metrics.find("lmhost_upstream_requests_total{backend=\"" + a_name + "\""), std::string::npos);
+  EXPECT_NE(metrics.find("lmhost_upstream_requests_total{backend=\"" + b_name + "\""), std::string::npos);
+
+  // A request loop (both flavours, non-streaming) while the Ollama upstream is killed.
+  std::atomic<int> failed{0}, done{0}, on_b_translated{0};
+  std::string first_failure;
+  std::mutex fm;
+  std::atomic<bool> stop{false};
+  std::thread loop([&] {
+    for (int i = 0; !stop.load() && i < 400; ++i) {
+      const bool oai = i % 2 == 0;
+      auto res = front.req("POST", oai ? "/v1/chat/completions" : "/api/chat", oai ? openai_chat(false) : ollama_chat(false));
+      bool ok = res.status == 200;
+      if (ok) {
+        auto j = json::parse(res.body, nullptr, false);
+        ok = oai ? j.is_object() && j.contains("choices") : j.is_object() && j.value("done", false);
+        if (!oai && res.header("x-lmhost-backend") == b_name) ++on_b_translated;
+      }
+      if (!ok) {
+        ++failed;
+        std::lock_guard lk(fm);
+        if (first_failure.empty()) first_failure = std::to_string(res.status) + " " + res.body;
+      }
+      ++done;
+    }
+  });
+  while (done.load() < 10) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  a->kill();
+  const int at_kill = done.load();
+  while (done.load() < at_kill + 20) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  EXPECT_GT(on_b_translated.load(), 0) << "Ollama requests should fail over to the OpenAI upstream (translated)";
+
+  // Restart it on its port: health recovers and Ollama requests return to it.
+  a = std::make_unique<Server>(pa, std::vector<std::string>{"-q", "--model", "shared=" + model});
+  bool back = false;
+  for (int i = 0; i < 100 && !back; ++i) {
+    back = front.req("POST", "/api/chat", ollama_chat(false)).header("x-lmhost-backend") == a_name;
+    if (!back) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  stop = true;
+  loop.join();
+  EXPECT_TRUE(back) << "the restarted upstream gets no traffic";
+  EXPECT_GT(requests_on(*a, "/api/chat"), 0);
+  EXPECT_EQ(failed.load(), 0) << first_failure;
+  EXPECT_GE(done.load(), 30);
+  EXPECT_TRUE(lists(front, "shared"));
+}
