@@ -133,6 +133,10 @@ class SseToNdjson : public LineTransform {
       const json& e = j["error"];
       return dump(json{{"error", e.is_object() ? e.value("message", e.dump()) : e.dump()}}) + "\n";
     }
+    if (j.contains("usage") && j["usage"].is_object()) {
+      prompt_ = j["usage"].value("prompt_tokens", -1);
+      completion_ = j["usage"].value("completion_tokens", -1);
+    }
     if (!j.contains("choices") || !j["choices"].is_array() || j["choices"].empty()) return "";
     const json& ch = j["choices"][0];
     std::string content;
@@ -141,17 +145,21 @@ class SseToNdjson : public LineTransform {
       content = ch["delta"]["content"].get<std::string>();
     std::string out;
     if (!content.empty()) out += dump(ollama_line(model_, content, false, "")) + "\n";
-    if (ch.contains("finish_reason") && ch["finish_reason"].is_string() && !done_) {
-      done_ = true;
-      out += dump(ollama_line(model_, "", true, ch["finish_reason"].get<std::string>())) + "\n";
-    }
+    if (ch.contains("finish_reason") && ch["finish_reason"].is_string()) reason_ = ch["finish_reason"].get<std::string>();
     return out;
   }
-  std::string on_end() override { return done_ ? "" : dump(ollama_line(model_, "", true, "stop")) + "\n"; }
+  // The done line once the stream is over (the usage chunk comes after the finish reason).
+  std::string on_end() override {
+    json j = ollama_line(model_, "", true, reason_);
+    if (prompt_ >= 0) j["prompt_eval_count"] = prompt_;
+    if (completion_ >= 0) j["eval_count"] = completion_;
+    return dump(j) + "\n";
+  }
 
  private:
   std::string model_;
-  bool done_ = false;
+  std::string reason_ = "stop";
+  int64_t prompt_ = -1, completion_ = -1;
 };
 
 std::string ollama_to_openai_json(const std::string& body, const std::string& id, const std::string& model) {
@@ -239,6 +247,7 @@ json ollama_chat_to_openai(const json& b, bool stream) {
     if (opt.contains("num_predict") && opt["num_predict"].is_number_integer() && opt["num_predict"].get<int64_t>() > 0)
       o["max_tokens"] = opt["num_predict"];
   }
+  if (stream) o["stream_options"] = {{"include_usage", true}};  // counts for the done line
   if (b.contains("tools")) o["tools"] = b["tools"];
   return o;
 }

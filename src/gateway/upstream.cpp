@@ -266,14 +266,14 @@ std::vector<std::shared_ptr<Upstream>> Upstreams::candidates(const std::string& 
 std::shared_ptr<ProxyState> Upstreams::start_proxy(const std::string& model, UpstreamKind prefer, ProxyPlan plan) {
   auto st = std::make_shared<ProxyState>();
   auto cands = candidates(model, prefer);
-  std::thread([this, st, cands = std::move(cands), plan = std::move(plan)]() mutable {
-    run_proxy(st, std::move(cands), std::move(plan));
+  std::thread([opts = opts_, st, cands = std::move(cands), plan = std::move(plan)]() mutable {
+    run_proxy(st, std::move(cands), std::move(plan), opts);
   }).detach();
   return st;
 }
 
 void Upstreams::run_proxy(std::shared_ptr<ProxyState> st, std::vector<std::shared_ptr<Upstream>> cands,
-                          ProxyPlan plan) {
+                          ProxyPlan plan, UpstreamOptions opts_) {
   thread_local std::mt19937_64 rng{std::random_device{}()};
   std::string last_error = "no upstream offers this model";
   int tries = 0;

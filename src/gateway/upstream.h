@@ -123,7 +123,9 @@ class Upstreams {
   const UpstreamOptions& options() const { return opts_; }
 
  private:
-  void run_proxy(std::shared_ptr<ProxyState> st, std::vector<std::shared_ptr<Upstream>> cands, ProxyPlan plan);
+  // Static: a detached exchange must not outlive-reference the pool (shutdown).
+  static void run_proxy(std::shared_ptr<ProxyState> st, std::vector<std::shared_ptr<Upstream>> cands, ProxyPlan plan,
+                        UpstreamOptions opts_);
   std::vector<std::shared_ptr<Upstream>> ups_;
   UpstreamOptions opts_;
   std::atomic<uint64_t> rr_{0};
