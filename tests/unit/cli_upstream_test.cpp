@@ -229,6 +229,30 @@ TEST(Upstream, PoolOfOllamaAndOpenAIUpstreamsFailoverAndRecovery) {
   const int at_kill = done.load();
   while (done.load() < at_kill + 20) std::this_thread::sleep_for(std::chrono::milliseconds(5));
   EXPECT_GT(on_b_translated.load(), 0) << "Ollama requests should fail over to the OpenAI upstream (translated)";
+  // Translated while only the OpenAI upstream is up: Ollama chat, JSON and NDJSON stream (from SSE).
+  r = front.req("POST", "/api/chat", ollama_chat(false));
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.header("x-lmhost-backend"), b_name);
+  {
+    const json j = json::parse(r.body);
+    EXPECT_EQ(j["done"], true);
+    EXPECT_EQ(j["message"]["role"], "assistant");
+    EXPECT_EQ(j["eval_count"], 4);
+  }
+  r = front.req("POST", "/api/chat", ollama_chat(true));
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.header("x-lmhost-backend"), b_name);
+  EXPECT_EQ(r.header("content-type"), "application/x-ndjson");
+  {
+    std::istringstream in(r.body);
+    std::vector<json> lines;
+    for (std::string l; std::getline(in, l);)
+      if (!l.empty()) lines.push_back(json::parse(l));
+    ASSERT_GE(lines.size(), 2u) << r.body;
+    EXPECT_EQ(lines.back()["done"], true);
+    EXPECT_EQ(lines.back()["eval_count"], 4);
+    for (size_t i = 0; i + 1 < lines.size(); ++i) EXPECT_EQ(lines[i]["done"], false);
+  }
 
   // Restart it on its port: health recovers and Ollama requests return to it.
   a = std::make_unique<Server>(pa, std::vector<std::string>{"-q", "--model", "shared=" + model});
@@ -244,4 +268,26 @@ TEST(Upstream, PoolOfOllamaAndOpenAIUpstreamsFailoverAndRecovery) {
   EXPECT_EQ(failed.load(), 0) << first_failure;
   EXPECT_GE(done.load(), 30);
   EXPECT_TRUE(lists(front, "shared"));
+
+  // The OpenAI upstream killed: OpenAI requests are translated to the Ollama one (JSON and SSE from NDJSON).
+  b.kill();
+  r = front.req("POST", "/v1/chat/completions", openai_chat(false));
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.header("x-lmhost-backend"), a_name);
+  {
+    const json j = json::parse(r.body);
+    EXPECT_EQ(j["object"], "chat.completion");
+    EXPECT_EQ(j["choices"][0]["message"]["role"], "assistant");
+    EXPECT_EQ(j["choices"][0]["finish_reason"], "length");
+    EXPECT_EQ(j["usage"]["completion_tokens"], 4);
+  }
+  r = front.req("POST", "/v1/chat/completions", openai_chat(true));
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.header("x-lmhost-backend"), a_name);
+  EXPECT_EQ(r.header("content-type"), "text/event-stream");
+  EXPECT_NE(r.body.find("\"object\":\"chat.completion.chunk\""), std::string::npos) << r.body;
+  EXPECT_NE(r.body.find("\"finish_reason\":\"length\""), std::string::npos) << r.body;
+  EXPECT_EQ(r.body.substr(r.body.size() - 14), "data: [DONE]\n\n") << r.body;
+  // The log line of the front names the backend.
+  EXPECT_NE(front.log_text().find("\"backend\":\"" + a_name + "\""), std::string::npos);
 }
