@@ -382,6 +382,12 @@ void register_openai(server::Router& r, std::shared_ptr<Ctx> ctx) {
   });
   r.add("GET", "/v1/models/{*id}", [ctx](HttpRequest& req) {
     auto m = ctx->pool->find(req.params["id"]);
+    if (!m) {  // an upstream's model
+      json ups = json::array();
+      append_upstream_models_openai(*ctx, ups);
+      for (auto& u : ups)
+        if (u["id"] == req.params["id"]) return HttpResponse::json(200, dump(u));
+    }
     if (!m) return openai_error(404, "model '" + req.params["id"] + "' does not exist", "invalid_request_error", "model");
     return HttpResponse::json(200, dump(model_object(*m)));
   });

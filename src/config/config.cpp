@@ -526,7 +526,13 @@ std::string to_yaml(const Config& c, bool redact) {
             out << (c.*m ? "true" : "false");
           } else {
             out << "[";
-            for (size_t i = 0; i < (c.*m).size(); ++i) out << (i ? ", " : "") << quoted((c.*m)[i]);
+            for (size_t i = 0; i < (c.*m).size(); ++i) {
+              std::string v = (c.*m)[i];
+              // upstream.backends: openai:URL#KEY keeps the URL, hides the key
+              if (redact && path == "upstream.backends" && v.find('#') != std::string::npos)
+                v = v.substr(0, v.find('#')) + "#<redacted>";
+              out << (i ? ", " : "") << quoted(v);
+            }
             out << "]";
           }
         },

@@ -169,6 +169,11 @@ TEST(Upstream, PoolOfOllamaAndOpenAIUpstreamsFailoverAndRecovery) {
   // Listed by the front in both APIs (besides its own demo models).
   EXPECT_TRUE(lists(front, "shared"));
   EXPECT_TRUE(lists(front, "demo"));
+  {
+    auto one = front.req("GET", "/v1/models/shared");
+    ASSERT_EQ(one.status, 200) << one.body;
+    EXPECT_EQ(json::parse(one.body)["owned_by"], "upstream");
+  }
 
   // Each flavour goes to the upstream of its flavour (pass-through).
   auto r = front.req("POST", "/v1/chat/completions", openai_chat(false));

@@ -211,3 +211,17 @@ TEST(Config, SettingsTableListsSeedNames) {
                         "OPENAI_API_KEY", "INSTANCE_ID", "API_KEYS", "API_KEYS_FILE", "LOG_PROMPTS"})
     EXPECT_TRUE(envs.count(n)) << n;
 }
+
+TEST(Config, UpstreamBackendsFromEnvironmentKeysRedacted) {
+  LoadInput in;
+  in.env = {{"UPSTREAMS", "ollama:http://a:11434,openai:https://api.example.com/v1#sk-upstream-secret"},
+            {"UPSTREAM_HEALTH_INTERVAL_SECONDS", "2"}};
+  Config c = load(in);
+  ASSERT_EQ(c.upstreams.size(), 2u);
+  EXPECT_EQ(c.upstreams[0], "ollama:http://a:11434");
+  EXPECT_EQ(c.upstream_health_interval_seconds, 2);
+  EXPECT_EQ(c.upstream_cooldown_seconds, 10);
+  const std::string y = to_yaml(c);
+  EXPECT_EQ(y.find("sk-upstream-secret"), std::string::npos) << y;
+  EXPECT_NE(y.find("openai:https://api.example.com/v1#<redacted>"), std::string::npos) << y;
+}
