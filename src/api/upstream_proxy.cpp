@@ -252,9 +252,37 @@ json ollama_chat_to_openai(const json& b, bool stream) {
   return o;
 }
 
+// Token counts of a finished answer in the client's format (OpenAI usage, Ollama
+// eval counts; for streams the last line that has them) into the request's info.
+void record_usage(const std::string& tail, server::RequestInfo* info) {
+  if (!info) return;
+  size_t end = tail.size();
+  for (int lines = 0; lines < 8 && end > 0; ++lines) {
+    size_t start = tail.rfind('\n', end - 1);
+    start = start == std::string::npos ? 0 : start + 1;
+    std::string line = tail.substr(start, end - start);
+    end = start == 0 ? 0 : start - 1;
+    if (line.rfind("data:", 0) == 0) line.erase(0, 5);
+    json j = json::parse(line, nullptr, false);
+    if (!j.is_object()) continue;
+    if (j.contains("usage") && j["usage"].is_object()) {
+      info->prompt_tokens = j["usage"].value("prompt_tokens", int64_t{-1});
+      info->completion_tokens = j["usage"].value("completion_tokens", int64_t{-1});
+      return;
+    }
+    if (j.contains("eval_count")) {
+      info->prompt_tokens = j.value("prompt_eval_count", int64_t{-1});
+      info->completion_tokens = j.value("eval_count", int64_t{-1});
+      return;
+    }
+  }
+}
+
 class ProxyStream : public server::StreamBody {
  public:
-  ProxyStream(std::shared_ptr<ProxyState> st, std::unique_ptr<Transform> t) : st_(std::move(st)), t_(std::move(t)) {}
+  ProxyStream(std::shared_ptr<ProxyState> st, std::unique_ptr<Transform> t,
+              std::shared_ptr<server::RequestInfo> info)
+      : st_(std::move(st)), t_(std::move(t)), info_(std::move(info)) {}
   void set_notify(std::function<void()> n) override {
     std::lock_guard lk(st_->mu);
     st_->notify = std::move(n);
@@ -268,14 +296,20 @@ class ProxyStream : public server::StreamBody {
       in.swap(st_->pending);
       done = st_->done;
     }
+    const size_t from = out.size();
     if (!in.empty()) out += t_->feed(in);
     if (done) out += t_->finish();
+    tail_.append(out, from);
+    if (tail_.size() > (1u << 16)) tail_.erase(0, tail_.size() - (1u << 15));
+    if (done) record_usage(tail_, info_.get());
     return !done;
   }
 
  private:
   std::shared_ptr<ProxyState> st_;
   std::unique_ptr<Transform> t_;
+  std::shared_ptr<server::RequestInfo> info_;
+  std::string tail_;  // the end of what was sent (token counts are near the end)
 };
 
 class ProxyDeferred : public server::DeferredResponse {
@@ -330,7 +364,7 @@ class ProxyDeferred : public server::DeferredResponse {
       }
     }
     st_->notify = nullptr;
-    res.stream = std::make_shared<ProxyStream>(st_, std::move(t));
+    res.stream = std::make_shared<ProxyStream>(st_, std::move(t), info_);
     return res;
   }
 

@@ -205,6 +205,8 @@ TEST(Upstream, PoolOfOllamaAndOpenAIUpstreamsFailoverAndRecovery) {
   const std::string metrics = front.req("GET", "/metrics").body;
   EXPECT_NE(metrics.find("lmhost_upstream_requests_total{backend=\"" + a_name + "\""), std::string::npos);
   EXPECT_NE(metrics.find("lmhost_upstream_requests_total{backend=\"" + b_name + "\""), std::string::npos);
+  // Token counts of proxied answers reach the front's metrics.
+  EXPECT_NE(metrics.find("lmhost_completion_tokens_total{model=\"shared\"}"), std::string::npos) << metrics;
 
   // A request loop (both flavours, non-streaming) while the Ollama upstream is killed.
   std::atomic<int> failed{0}, done{0}, on_b_translated{0};
