@@ -396,6 +396,7 @@ std::optional<HttpResponse> maybe_proxy(Ctx& ctx, HttpRequest& req, const json& 
   const bool chat = ep == ProxyEndpoint::OpenAIChat || ep == ProxyEndpoint::OllamaChat;
   gateway::ProxyPlan plan;
   plan.stream = stream;
+  plan.request_id = req.id;
   const std::string path = req.path;
   const std::string raw = req.body;
   plan.build = [client_openai, chat, stream, path, raw, body](const Upstream& u) -> std::pair<std::string, std::string> {

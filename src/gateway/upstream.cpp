@@ -291,6 +291,10 @@ void Upstreams::run_proxy(std::shared_ptr<ProxyState> st, std::vector<std::share
       CurlHandle c;
       if (!c.h) break;
       set_common(c, *up, up->spec.url + path, opts_.connect_timeout);
+      if (!plan.request_id.empty()) {
+        c.headers = curl_slist_append(c.headers, ("X-Request-Id: " + plan.request_id).c_str());
+        curl_easy_setopt(c.h, CURLOPT_HTTPHEADER, c.headers);
+      }
       curl_easy_setopt(c.h, CURLOPT_POST, 1L);
       curl_easy_setopt(c.h, CURLOPT_POSTFIELDS, body.data());
       curl_easy_setopt(c.h, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));

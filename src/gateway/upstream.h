@@ -76,6 +76,7 @@ struct ProxyPlan {
   // Non-streaming: the whole body is received before anything is passed on,
   // so a failure anywhere in the transfer can still be retried elsewhere.
   bool stream = false;
+  std::string request_id;  // sent as X-Request-Id (the upstream's logs name the same request)
 };
 
 // State shared by a running exchange and the HTTP response that relays it.

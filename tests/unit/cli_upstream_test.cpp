@@ -157,7 +157,7 @@ TEST(Upstream, PoolOfOllamaAndOpenAIUpstreamsFailoverAndRecovery) {
                          " >/dev/null 2>&1")
                             .c_str()),
             0);
-  auto a = std::make_unique<Server>(0, std::vector<std::string>{"-q", "--model", "shared=" + model});
+  auto a = std::make_unique<Server>(0, std::vector<std::string>{"--model", "shared=" + model});
   Server b(0, {"-q", "--model", "shared=" + model});
   const int pa = a->port();
   const std::string a_name = "ollama:http://127.0.0.1:" + std::to_string(pa);
@@ -198,6 +198,18 @@ TEST(Upstream, PoolOfOllamaAndOpenAIUpstreamsFailoverAndRecovery) {
   r = front.req("POST", "/api/chat", ollama_chat(true));
   ASSERT_EQ(r.status, 200);
   EXPECT_NE(r.body.find("\"done\":true"), std::string::npos) << r.body;
+  // The request id reaches the upstream (its log line names the same request).
+  {
+    HttpClient c(front.port(), 60000);
+    auto rr = c.request("POST", "/api/chat", ollama_chat(false).dump(), {{"X-Request-Id", "req-upstream-test-42"}});
+    ASSERT_EQ(rr.status, 200) << rr.body;
+    bool seen = false;  // the log line is written once the upstream's response is done
+    for (int i = 0; i < 100 && !seen; ++i) {
+      seen = a->log_text().find("\"request_id\":\"req-upstream-test-42\"") != std::string::npos;
+      if (!seen) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    EXPECT_TRUE(seen) << a->log_text();
+  }
   // An unknown model is still a 404.
   EXPECT_EQ(front.req("POST", "/api/chat", json{{"model", "nope"}, {"messages", json::array()}}).status, 404);
 
