@@ -90,6 +90,18 @@ int proxy_progress(void* ud, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
   return static_cast<Attempt*>(ud)->st->cancelled.load() ? 1 : 0;
 }
 
+// Ollama's naming: NAME means NAME:latest.
+bool same_model(const std::string& listed, const std::string& asked) {
+  if (listed == asked) return true;
+  static const std::string latest = ":latest";
+  auto base = [](const std::string& s) {
+    return s.size() > latest.size() && s.compare(s.size() - latest.size(), latest.size(), latest) == 0
+               ? s.substr(0, s.size() - latest.size())
+               : s;
+  };
+  return base(listed) == base(asked);
+}
+
 }  // namespace
 
 const char* upstream_kind_name(UpstreamKind k) { return k == UpstreamKind::OpenAI ? "openai" : "ollama"; }
@@ -242,15 +254,18 @@ std::vector<std::string> Upstreams::models() const {
 bool Upstreams::has(const std::string& model) const {
   for (const auto& u : ups_)
     for (const auto& m : u->models())
-      if (m == model) return true;
+      if (same_model(m, model)) return true;
   return false;
 }
 
 std::vector<std::shared_ptr<Upstream>> Upstreams::candidates(const std::string& model, UpstreamKind prefer) {
   std::vector<std::shared_ptr<Upstream>> offering;
   for (const auto& u : ups_) {
-    auto ms = u->models();
-    if (std::find(ms.begin(), ms.end(), model) != ms.end()) offering.push_back(u);
+    for (const auto& m : u->models())
+      if (same_model(m, model)) {
+        offering.push_back(u);
+        break;
+      }
   }
   if (offering.empty()) return {};
   // Round-robin: rotate by a counter, then stable-sort by (unhealthy, other kind).

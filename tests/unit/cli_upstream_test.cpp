@@ -210,6 +210,14 @@ TEST(Upstream, PoolOfOllamaAndOpenAIUpstreamsFailoverAndRecovery) {
     }
     EXPECT_TRUE(seen) << a->log_text();
   }
+  // Ollama's naming: NAME:latest is NAME.
+  {
+    json body = ollama_chat(false);
+    body["model"] = "shared:latest";
+    auto rl = front.req("POST", "/api/chat", body);
+    EXPECT_EQ(rl.status, 200) << rl.body;
+    EXPECT_EQ(rl.header("x-lmhost-backend"), a_name);
+  }
   // An unknown model is still a 404.
   EXPECT_EQ(front.req("POST", "/api/chat", json{{"model", "nope"}, {"messages", json::array()}}).status, 404);
 
