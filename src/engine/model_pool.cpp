@@ -381,7 +381,10 @@ void ModelPool::start_load(const std::shared_ptr<ServedModel>& m, std::unique_lo
     m->load(opts_);
     std::lock_guard lk(mu_);
     m->on_demand_ = false;
-    m->last_used_ = std::chrono::steady_clock::now();
+    // No last_used_ here: the request that asked for the load stamps it when
+    // it acquires the model, and it may already have run (and a later request
+    // on another model too) by the time this thread gets the lock; stamping
+    // now would make this model look more recent than it is.
     cv_.notify_all();
   });
 }
