@@ -59,7 +59,9 @@ test("playground: health, models, streamed chat, embeddings, metrics", { timeout
       if (last) window.__chunks.push(last.textContent.length);
     }).observe(target, { subtree: true, characterData: true, childList: true });
   });
-  await page.fill("#max-tokens", "24");
+  // Enough tokens that the stream spans many reads even on a busy machine
+  // (the demo model writes a short reply faster than the page reads it).
+  await page.fill("#max-tokens", "200");
   await page.fill("#chat-input", "Hello there, tell me a story.");
   await page.press("#chat-input", "Enter");
   await page.waitForSelector(".msg.assistant[data-done]", { timeout: 60000 });
