@@ -1,4 +1,5 @@
 #include "model/bert.h"
+#include "model/weights.h"
 
 #include <algorithm>
 #include <cmath>
@@ -15,66 +16,6 @@ namespace lmhost {
 
 namespace {
 
-std::string dims_str(const std::vector<int64_t>& d) {
-  std::string s = "[";
-  for (size_t i = 0; i < d.size(); ++i) s += (i ? ", " : "") + std::to_string(d[i]);
-  return s + "]";
-}
-
-int req_int(const gguf::File& f, const std::string& a, const char* suffix) {
-  const auto v = f.get_arch_int(suffix);
-  if (!v) throw Error(f.path() + ": missing metadata key '" + a + "." + suffix + "'");
-  if (*v <= 0 || *v > (1 << 30))
-    throw Error(f.path() + ": metadata key '" + a + "." + suffix + "' has invalid value " + std::to_string(*v));
-  return static_cast<int>(*v);
-}
-
-std::vector<float> vec(const gguf::File& f, const std::string& name, int64_t n, bool required) {
-  const gguf::TensorInfo* t = f.tensor(name);
-  if (!t) {
-    if (required) throw Error(f.path() + ": tensor '" + name + "' is missing");
-    return {};
-  }
-  if (t->n_elements() != n || t->dims.empty() || t->dims[0] != n)
-    throw Error(f.path() + ": tensor '" + name + "' has shape " + dims_str(t->dims) + ", expected [" +
-                std::to_string(n) + "]");
-  std::vector<float> out(static_cast<size_t>(n));
-  switch (t->type) {
-    case DType::F32: std::memcpy(out.data(), t->data, n * sizeof(float)); break;
-    case DType::F16: ops::fp16_to_fp32_row(reinterpret_cast<const uint16_t*>(t->data), out.data(), n); break;
-    case DType::BF16:
-      for (int64_t i = 0; i < n; ++i) {
-        uint16_t h;
-        std::memcpy(&h, t->data + 2 * i, 2);
-        out[i] = bf16_to_fp32(h);
-      }
-      break;
-    default:
-      throw Error(f.path() + ": tensor '" + name + "' has type " + dtype_name(t->type) +
-                  "; vectors must be F32, F16 or BF16");
-  }
-  return out;
-}
-
-TensorView mat(const gguf::File& f, const std::string& name, int64_t K, int64_t N) {
-  const gguf::TensorInfo* t = f.tensor(name);
-  if (!t) throw Error(f.path() + ": tensor '" + name + "' is missing");
-  bool ok = t->dims.size() >= 2 && t->dims[0] == K && t->dims[1] == N;
-  for (size_t i = 2; ok && i < t->dims.size(); ++i) ok = t->dims[i] == 1;
-  if (!ok)
-    throw Error(f.path() + ": tensor '" + name + "' has shape " + dims_str(t->dims) + ", expected [" +
-                std::to_string(K) + ", " + std::to_string(N) + "]");
-  const uint32_t ti = static_cast<uint32_t>(t->type);
-  const DTypeInfo& info = dtype_info(t->type);
-  if (ti >= kDTypeCount || info.block_size == 0 || !kernels().vec_dot[ti])
-    throw Error(f.path() + ": tensor '" + name + "' has a type lmhost cannot compute with yet");
-  const DTypeInfo& qi = dtype_info(vec_dot_type(t->type));
-  if (K % info.block_size != 0 || qi.block_size == 0 || K % qi.block_size != 0)
-    throw Error(f.path() + ": tensor '" + name + "' rows of " + std::to_string(K) +
-                " elements do not fit the block size of " + dtype_name(t->type));
-  return t->view();
-}
-
 // A table whose rows are read one at a time (embeddings).
 TensorView table(const gguf::File& f, const std::string& name, int64_t K, int64_t min_rows, bool required) {
   const gguf::TensorInfo* t = f.tensor(name);
@@ -83,7 +24,7 @@ TensorView table(const gguf::File& f, const std::string& name, int64_t K, int64_
     return {};
   }
   if (t->dims.size() < 2 || t->dims[0] != K || t->dims[1] < min_rows)
-    throw Error(f.path() + ": tensor '" + name + "' has shape " + dims_str(t->dims) + ", expected [" +
+    throw Error(f.path() + ": tensor '" + name + "' has shape " + weights::shape_str(t->dims) + ", expected [" +
                 std::to_string(K) + ", >= " + std::to_string(min_rows) + "]");
   const DType et = t->type;
   const uint32_t ti = static_cast<uint32_t>(et);
@@ -204,11 +145,11 @@ std::shared_ptr<EmbeddingModel> EmbeddingModel::load(std::shared_ptr<gguf::File>
                 "' is not an embedding model lmhost supports (supported: bert, nomic-bert)");
   }
   const std::string& a = hp.arch_name;
-  hp.n_ctx_train = req_int(f, a, "context_length");
-  hp.n_embd = req_int(f, a, "embedding_length");
-  hp.n_layer = req_int(f, a, "block_count");
-  hp.n_ff = req_int(f, a, "feed_forward_length");
-  hp.n_head = req_int(f, a, "attention.head_count");
+  hp.n_ctx_train = weights::required_int(f, a, "context_length");
+  hp.n_embd = weights::required_int(f, a, "embedding_length");
+  hp.n_layer = weights::required_int(f, a, "block_count");
+  hp.n_ff = weights::required_int(f, a, "feed_forward_length");
+  hp.n_head = weights::required_int(f, a, "attention.head_count");
   if (auto kv = f.get_arch_int("attention.head_count_kv"); kv && *kv != hp.n_head)
     throw Error(f.path() + ": " + a + ".attention.head_count_kv must equal head_count for " + a);
   if (hp.n_embd % hp.n_head != 0)
@@ -256,38 +197,38 @@ std::shared_ptr<EmbeddingModel> EmbeddingModel::load(std::shared_ptr<gguf::File>
     m->type_row0_.resize(E);
     read_row(tt, 0, m->type_row0_.data());
   }
-  m->embd_norm_w_ = vec(f, "token_embd_norm.weight", E, true);
-  m->embd_norm_b_ = vec(f, "token_embd_norm.bias", E, false);
+  m->embd_norm_w_ = weights::load_vector(f, "token_embd_norm.weight", E, true);
+  m->embd_norm_b_ = weights::load_vector(f, "token_embd_norm.bias", E, false);
 
   m->layers_.resize(hp.n_layer);
   for (int l = 0; l < hp.n_layer; ++l) {
     const std::string p = "blk." + std::to_string(l) + ".";
     EncoderLayer& L = m->layers_[l];
     if (hp.nomic || f.tensor(p + "attn_qkv.weight")) {
-      L.wqkv = mat(f, p + "attn_qkv.weight", E, 3 * E);
-      L.bqkv = vec(f, p + "attn_qkv.bias", 3 * E, false);
+      L.wqkv = weights::load_matrix(f, p + "attn_qkv.weight", E, 3 * E);
+      L.bqkv = weights::load_vector(f, p + "attn_qkv.bias", 3 * E, false);
     } else {
-      L.wq = mat(f, p + "attn_q.weight", E, E);
-      L.wk = mat(f, p + "attn_k.weight", E, E);
-      L.wv = mat(f, p + "attn_v.weight", E, E);
-      L.bq = vec(f, p + "attn_q.bias", E, false);
-      L.bk = vec(f, p + "attn_k.bias", E, false);
-      L.bv = vec(f, p + "attn_v.bias", E, false);
+      L.wq = weights::load_matrix(f, p + "attn_q.weight", E, E);
+      L.wk = weights::load_matrix(f, p + "attn_k.weight", E, E);
+      L.wv = weights::load_matrix(f, p + "attn_v.weight", E, E);
+      L.bq = weights::load_vector(f, p + "attn_q.bias", E, false);
+      L.bk = weights::load_vector(f, p + "attn_k.bias", E, false);
+      L.bv = weights::load_vector(f, p + "attn_v.bias", E, false);
     }
-    L.wo = mat(f, p + "attn_output.weight", E, E);
-    L.bo = vec(f, p + "attn_output.bias", E, false);
-    L.attn_norm_w = vec(f, p + "attn_output_norm.weight", E, true);
-    L.attn_norm_b = vec(f, p + "attn_output_norm.bias", E, false);
-    L.ffn_up = mat(f, p + "ffn_up.weight", E, F);
-    L.ffn_down = mat(f, p + "ffn_down.weight", F, E);
+    L.wo = weights::load_matrix(f, p + "attn_output.weight", E, E);
+    L.bo = weights::load_vector(f, p + "attn_output.bias", E, false);
+    L.attn_norm_w = weights::load_vector(f, p + "attn_output_norm.weight", E, true);
+    L.attn_norm_b = weights::load_vector(f, p + "attn_output_norm.bias", E, false);
+    L.ffn_up = weights::load_matrix(f, p + "ffn_up.weight", E, F);
+    L.ffn_down = weights::load_matrix(f, p + "ffn_down.weight", F, E);
     if (hp.nomic) {
-      L.ffn_gate = mat(f, p + "ffn_gate.weight", E, F);
+      L.ffn_gate = weights::load_matrix(f, p + "ffn_gate.weight", E, F);
     } else {
-      L.ffn_up_b = vec(f, p + "ffn_up.bias", F, false);
-      L.ffn_down_b = vec(f, p + "ffn_down.bias", E, false);
+      L.ffn_up_b = weights::load_vector(f, p + "ffn_up.bias", F, false);
+      L.ffn_down_b = weights::load_vector(f, p + "ffn_down.bias", E, false);
     }
-    L.out_norm_w = vec(f, p + "layer_output_norm.weight", E, true);
-    L.out_norm_b = vec(f, p + "layer_output_norm.bias", E, false);
+    L.out_norm_w = weights::load_vector(f, p + "layer_output_norm.weight", E, true);
+    L.out_norm_b = weights::load_vector(f, p + "layer_output_norm.bias", E, false);
   }
   return m;
 }

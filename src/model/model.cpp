@@ -1,4 +1,5 @@
 #include "model/model.h"
+#include "model/weights.h"
 
 #include <cmath>
 #include <cstring>
@@ -10,101 +11,11 @@
 
 namespace lmhost {
 
-namespace {
-
-std::string shape_str(const int64_t* ne, int n) {
-  std::string s = "[";
-  for (int i = 0; i < n; ++i) {
-    if (i) s += ", ";
-    s += std::to_string(ne[i]);
-  }
-  return s + "]";
-}
-
-std::string shape_str(std::initializer_list<int64_t> dims) {
-  std::string s = "[";
-  bool first = true;
-  for (int64_t d : dims) {
-    if (!first) s += ", ";
-    first = false;
-    s += std::to_string(d);
-  }
-  return s + "]";
-}
-
-int required_int(const gguf::File& f, const std::string& arch, const char* suffix) {
-  const auto v = f.get_arch_int(suffix);
-  if (!v) throw Error(f.path() + ": missing metadata key '" + arch + "." + suffix + "'");
-  if (*v <= 0 || *v > (1 << 30))
-    throw Error(f.path() + ": metadata key '" + arch + "." + suffix + "' has invalid value " + std::to_string(*v));
-  return static_cast<int>(*v);
-}
-
-int optional_int(const gguf::File& f, const std::string& arch, const char* suffix, int def) {
-  const auto v = f.get_arch_int(suffix);
-  if (!v) return def;
-  if (*v <= 0 || *v > (1 << 30))
-    throw Error(f.path() + ": metadata key '" + arch + "." + suffix + "' has invalid value " + std::to_string(*v));
-  return static_cast<int>(*v);
-}
-
-// A 1-D tensor as floats (norm weights, biases, rope factors).
-std::vector<float> load_vector(const gguf::File& f, const std::string& name, int64_t n, bool required) {
-  const gguf::TensorInfo* t = f.tensor(name);
-  if (!t) {
-    if (required) throw Error(f.path() + ": tensor '" + name + "' is missing");
-    return {};
-  }
-  if (t->n_elements() != n || t->dims.empty() || t->dims[0] != n)
-    throw Error(f.path() + ": tensor '" + name + "' has shape " + shape_str(t->dims.data(), (int)t->dims.size()) +
-                ", expected [" + std::to_string(n) + "]");
-  std::vector<float> out(n);
-  switch (t->type) {
-    case DType::F32: std::memcpy(out.data(), t->data, n * sizeof(float)); break;
-    case DType::F16:
-      for (int64_t i = 0; i < n; ++i) {
-        uint16_t h;
-        std::memcpy(&h, t->data + 2 * i, 2);
-        out[i] = fp16_to_fp32(h);
-      }
-      break;
-    case DType::BF16:
-      for (int64_t i = 0; i < n; ++i) {
-        uint16_t h;
-        std::memcpy(&h, t->data + 2 * i, 2);
-        out[i] = bf16_to_fp32(h);
-      }
-      break;
-    default:
-      throw Error(f.path() + ": tensor '" + name + "' has type " + dtype_name(t->type) +
-                  "; vectors must be F32, F16 or BF16");
-  }
-  return out;
-}
-
-// A matrix {ne0 = K, ne1 = N} usable by ops::matmul.
-TensorView load_matrix(const gguf::File& f, const std::string& name, int64_t K, int64_t N) {
-  const gguf::TensorInfo* t = f.tensor(name);
-  if (!t) throw Error(f.path() + ": tensor '" + name + "' is missing");
-  const int nd = static_cast<int>(t->dims.size());
-  bool ok = nd >= 2 && t->dims[0] == K && t->dims[1] == N;
-  for (int i = 2; ok && i < nd; ++i) ok = t->dims[i] == 1;
-  if (!ok)
-    throw Error(f.path() + ": tensor '" + name + "' has shape " + shape_str(t->dims.data(), nd) + ", expected " +
-                shape_str({K, N}));
-  const uint32_t ti = static_cast<uint32_t>(t->type);
-  const DTypeInfo& info = dtype_info(t->type);
-  if (ti >= kDTypeCount || info.block_size == 0 || !kernels().vec_dot[ti])
-    throw Error(f.path() + ": tensor '" + name + "' has type " + (info.block_size ? dtype_name(t->type) : "unknown") +
-                ", which lmhost cannot compute with yet");
-  const DTypeInfo& qi = dtype_info(vec_dot_type(t->type));
-  if (K % info.block_size != 0 || qi.block_size == 0 || K % qi.block_size != 0)
-    throw Error(f.path() + ": tensor '" + name + "' rows of " + std::to_string(K) +
-                " elements do not fit the block size of " + dtype_name(t->type));
-  return t->view();
-}
-
-}  // namespace
+using weights::load_matrix;
+using weights::load_vector;
+using weights::optional_int;
+using weights::required_int;
+using weights::shape_str;
 
 HParams HParams::from_gguf(const gguf::File& f) {
   HParams hp;
@@ -182,7 +93,7 @@ std::shared_ptr<Model> Model::load(std::shared_ptr<gguf::File> file) {
   if (!emb) throw Error(f.path() + ": tensor 'token_embd.weight' is missing");
   if (emb->dims.size() < 2 || emb->dims[0] != hp.n_embd || emb->dims[1] <= 0)
     throw Error(f.path() + ": tensor 'token_embd.weight' has shape " +
-                shape_str(emb->dims.data(), (int)emb->dims.size()) + ", expected [" + std::to_string(hp.n_embd) +
+                shape_str(emb->dims) + ", expected [" + std::to_string(hp.n_embd) +
                 ", n_vocab]");
   hp.n_vocab = static_cast<int>(emb->dims[1]);
   {
