@@ -1,5 +1,6 @@
 // Synthetic GGUF models (see synth.h).
 #include "model/synth.h"
+#include "model/synth_util.h"
 
 #include <algorithm>
 #include <chrono>
@@ -325,25 +326,9 @@ Vocab build_spm_vocab(const SynthSpec& spec) {
 
 // ------------------------------------------------------------ random weights
 
-uint64_t splitmix64(uint64_t& s) {
-  uint64_t z = (s += 0x9e3779b97f4a7c15ull);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
-}
-
-uint64_t hash_name(const std::string& s, uint64_t seed) {
-  uint64_t h = 1469598103934665603ull ^ seed;
-  for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
-  return h;
-}
-
-// Approximately standard normal: the sum of four uniform 16-bit values,
-// centred and scaled to unit variance (fast; good enough for weights).
-inline float approx_normal(uint64_t r) {
-  const float s = static_cast<float>((r & 0xffff) + ((r >> 16) & 0xffff) + ((r >> 32) & 0xffff) + (r >> 48));
-  return (s / 65536.0f - 2.0f) * 1.7320508f;
-}
+using synth_util::approx_normal;
+using synth_util::hash_name;
+using synth_util::splitmix64;
 
 struct TensorPlan {
   std::string name;
@@ -510,6 +495,54 @@ DType synth_tensor_type(const SynthSpec& spec, const std::string& name, const st
   return k_fallback(base, row);
 }
 
+void synth_util::fill_rows(DType type, int64_t row, uint8_t* dst, size_t nbytes, unsigned n_threads,
+                           const std::function<void(int64_t r, float* buf)>& gen) {
+  const size_t rb = row_bytes(type, row);
+  const int64_t rows = static_cast<int64_t>(nbytes / rb);
+  auto work = [&](int64_t r0, int64_t r1) {
+    std::vector<float> buf(static_cast<size_t>(row));
+    for (int64_t r = r0; r < r1; ++r) {
+      gen(r, buf.data());
+      uint8_t* out = dst + static_cast<size_t>(r) * rb;
+      switch (type) {
+        case DType::F32: std::memcpy(out, buf.data(), rb); break;
+        case DType::F16:
+          for (int64_t i = 0; i < row; ++i) {
+            const uint16_t h = fp32_to_fp16(buf[i]);
+            std::memcpy(out + 2 * i, &h, 2);
+          }
+          break;
+        case DType::BF16:
+          for (int64_t i = 0; i < row; ++i) {
+            const uint16_t h = fp32_to_bf16(buf[i]);
+            std::memcpy(out + 2 * i, &h, 2);
+          }
+          break;
+        default: quantize_row(type, buf.data(), out, row); break;
+      }
+    }
+  };
+  if (n_threads <= 1 || rows / static_cast<int64_t>(n_threads) < 16) {
+    work(0, rows);
+    return;
+  }
+  std::vector<std::thread> pool;
+  std::vector<std::exception_ptr> errors(n_threads);
+  for (unsigned k = 0; k < n_threads; ++k) {
+    const int64_t r0 = rows * k / n_threads, r1 = rows * (k + 1) / n_threads;
+    pool.emplace_back([&, k, r0, r1] {
+      try {
+        work(r0, r1);
+      } catch (...) {
+        errors[k] = std::current_exception();
+      }
+    });
+  }
+  for (auto& th : pool) th.join();
+  for (auto& e : errors)
+    if (e) std::rethrow_exception(e);
+}
+
 SynthResult synth_model(const SynthSpec& spec, const std::string& path, int threads) {
   const auto t0 = std::chrono::steady_clock::now();
   spec.validate();
@@ -589,63 +622,19 @@ SynthResult synth_model(const SynthSpec& spec, const std::string& path, int thre
     for (auto d : t.dims) n *= d;
     res.parameters += static_cast<uint64_t>(n);
     const uint64_t tseed = hash_name(t.name, spec.seed);
-    w.add_tensor(t.name, t.type, t.dims, [&spec, t, tseed, n_threads, &rope_factors](uint8_t* dst, size_t nbytes) {
-      const int64_t row = t.dims[0];
-      const int64_t rows = static_cast<int64_t>(nbytes / row_bytes(t.type, row));
-      const size_t rb = row_bytes(t.type, row);
-      auto work = [&](int64_t r0, int64_t r1) {
-        std::vector<float> buf(static_cast<size_t>(row));
-        for (int64_t r = r0; r < r1; ++r) {
-          uint64_t s = tseed ^ (static_cast<uint64_t>(r) * 0xd1342543de82ef95ull);
-          for (int64_t i = 0; i < row; ++i) {
-            const float z = approx_normal(splitmix64(s));
-            switch (t.kind) {
-              case TensorPlan::Matrix: buf[i] = 0.02f * z; break;
-              case TensorPlan::Norm: buf[i] = 1.0f + 0.05f * z; break;
-              case TensorPlan::Bias: buf[i] = 0.02f * z; break;
-              case TensorPlan::RopeFreqs: buf[i] = rope_factors[static_cast<size_t>(i)]; break;
-            }
-          }
-          uint8_t* out = dst + static_cast<size_t>(r) * rb;
-          switch (t.type) {
-            case DType::F32: std::memcpy(out, buf.data(), rb); break;
-            case DType::F16:
-              for (int64_t i = 0; i < row; ++i) {
-                const uint16_t h = fp32_to_fp16(buf[i]);
-                std::memcpy(out + 2 * i, &h, 2);
-              }
-              break;
-            case DType::BF16:
-              for (int64_t i = 0; i < row; ++i) {
-                const uint16_t h = fp32_to_bf16(buf[i]);
-                std::memcpy(out + 2 * i, &h, 2);
-              }
-              break;
-            default: quantize_row(t.type, buf.data(), out, row); break;
+    w.add_tensor(t.name, t.type, t.dims, [t, tseed, n_threads, &rope_factors](uint8_t* dst, size_t nbytes) {
+      synth_util::fill_rows(t.type, t.dims[0], dst, nbytes, n_threads, [&](int64_t r, float* buf) {
+        uint64_t s = synth_util::row_seed(tseed, r);
+        for (int64_t i = 0; i < t.dims[0]; ++i) {
+          const float z = approx_normal(splitmix64(s));
+          switch (t.kind) {
+            case TensorPlan::Matrix: buf[i] = 0.02f * z; break;
+            case TensorPlan::Norm: buf[i] = 1.0f + 0.05f * z; break;
+            case TensorPlan::Bias: buf[i] = 0.02f * z; break;
+            case TensorPlan::RopeFreqs: buf[i] = rope_factors[static_cast<size_t>(i)]; break;
           }
         }
-      };
-      const int64_t per = rows / static_cast<int64_t>(n_threads);
-      if (n_threads <= 1 || per < 16) {
-        work(0, rows);
-        return;
-      }
-      std::vector<std::thread> pool;
-      std::vector<std::exception_ptr> errors(n_threads);
-      for (unsigned k = 0; k < n_threads; ++k) {
-        const int64_t r0 = rows * k / n_threads, r1 = rows * (k + 1) / n_threads;
-        pool.emplace_back([&, k, r0, r1] {
-          try {
-            work(r0, r1);
-          } catch (...) {
-            errors[k] = std::current_exception();
-          }
-        });
-      }
-      for (auto& th : pool) th.join();
-      for (auto& e : errors)
-        if (e) std::rethrow_exception(e);
-      (void)spec;
+      });
     });
   }
   res.tensors = plan.size();

@@ -15,6 +15,7 @@
 
 #include "gguf/gguf.h"
 #include "model/synth.h"
+#include "model/synth_util.h"
 #include "tensor/kernels.h"
 #include "util/error.h"
 #include "util/fp16.h"
@@ -35,24 +36,6 @@ constexpr const char* kWords =
     "water city music food play game open close read write small large fast slow happy light dark green blue red "
     "computer data server memory network code test fish bird tree river mountain sun moon star night morning";
 
-uint64_t splitmix(uint64_t& s) {
-  uint64_t z = (s += 0x9e3779b97f4a7c15ull);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
-}
-
-float normal(uint64_t r) {  // Irwin-Hall(4) scaled to unit variance
-  float s = 0;
-  for (int i = 0; i < 4; ++i) s += static_cast<float>((r >> (16 * i)) & 0xffff) / 65536.0f;
-  return (s - 2.0f) * std::sqrt(3.0f);
-}
-
-uint64_t name_seed(const std::string& s, uint64_t seed) {
-  uint64_t h = 1469598103934665603ull ^ seed;
-  for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
-  return h;
-}
 
 struct WpVocab {
   std::vector<std::string> tokens;
@@ -207,57 +190,15 @@ SynthResult synth_encoder_model(const SynthSpec& spec, const std::string& path, 
     int64_t n = 1;
     for (auto d : t.dims) n *= d;
     res.parameters += static_cast<uint64_t>(n);
-    const uint64_t tseed = name_seed(t.name, spec.seed);
+    const uint64_t tseed = synth_util::hash_name(t.name, spec.seed);
     w.add_tensor(t.name, t.type, t.dims, [t, tseed, n_threads](uint8_t* dst, size_t nbytes) {
-      const int64_t row = t.dims[0];
-      const size_t rb = row_bytes(t.type, row);
-      const int64_t rows = static_cast<int64_t>(nbytes / rb);
-      auto work = [&](int64_t r0, int64_t r1) {
-        std::vector<float> buf(static_cast<size_t>(row));
-        for (int64_t r = r0; r < r1; ++r) {
-          uint64_t s = tseed ^ (static_cast<uint64_t>(r) * 0xd1342543de82ef95ull);
-          for (int64_t i = 0; i < row; ++i) {
-            const float z = normal(splitmix(s));
-            buf[i] = t.kind == Plan::Norm ? 1.0f + 0.05f * z : (t.kind == Plan::Bias ? 0.02f * z : 0.05f * z);
-          }
-          uint8_t* out = dst + static_cast<size_t>(r) * rb;
-          switch (t.type) {
-            case DType::F32: std::memcpy(out, buf.data(), rb); break;
-            case DType::F16:
-              for (int64_t i = 0; i < row; ++i) {
-                const uint16_t h = fp32_to_fp16(buf[i]);
-                std::memcpy(out + 2 * i, &h, 2);
-              }
-              break;
-            case DType::BF16:
-              for (int64_t i = 0; i < row; ++i) {
-                const uint16_t h = fp32_to_bf16(buf[i]);
-                std::memcpy(out + 2 * i, &h, 2);
-              }
-              break;
-            default: quantize_row(t.type, buf.data(), out, row); break;
-          }
+      synth_util::fill_rows(t.type, t.dims[0], dst, nbytes, n_threads, [&](int64_t r, float* buf) {
+        uint64_t s = synth_util::row_seed(tseed, r);
+        for (int64_t i = 0; i < t.dims[0]; ++i) {
+          const float z = synth_util::approx_normal(synth_util::splitmix64(s));
+          buf[i] = t.kind == Plan::Norm ? 1.0f + 0.05f * z : (t.kind == Plan::Bias ? 0.02f * z : 0.05f * z);
         }
-      };
-      if (n_threads <= 1 || rows < 64) {
-        work(0, rows);
-        return;
-      }
-      std::vector<std::thread> pool;
-      std::vector<std::exception_ptr> errors(n_threads);
-      for (unsigned k = 0; k < n_threads; ++k) {
-        const int64_t r0 = rows * k / n_threads, r1 = rows * (k + 1) / n_threads;
-        pool.emplace_back([&, k, r0, r1] {
-          try {
-            work(r0, r1);
-          } catch (...) {
-            errors[k] = std::current_exception();
-          }
-        });
-      }
-      for (auto& th : pool) th.join();
-      for (auto& e : errors)
-        if (e) std::rethrow_exception(e);
+      });
     });
   }
   res.tensors = plan.size();
