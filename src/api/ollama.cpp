@@ -42,11 +42,12 @@ OllamaParams read_params(const json& b, ServedModel& m) {
   (void)opt_int(opts, "num_ctx", 1, 10'000'000);  // accepted; the context is set at start-up (--ctx)
   if (auto f = b.find("format"); f != b.end() && !f->is_null()) {
     if (!(f->is_string() || f->is_object())) throw Error("'format' must be \"json\" or a JSON schema", 400);
-    static bool logged = false;
-    if (!logged) {
-      logged = true;
-      std::fprintf(stderr, "lmhost: note: Ollama 'format' is accepted but output is not constrained to JSON yet\n");
-    }
+    if (f->is_string() && !f->get<std::string>().empty() && f->get<std::string>() != "json")
+      throw Error("invalid 'format': expected \"json\" or a JSON schema object", 400);
+    // "json" or a schema: the output is constrained to one valid JSON object.
+    // A schema is NOT enforced beyond that (keys, types, required fields are
+    // up to the model and the prompt).
+    p.gen.json_object = f->is_object() || f->get<std::string>() == "json";
   }
   return p;
 }

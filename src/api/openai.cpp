@@ -37,6 +37,16 @@ OpenAIParams read_params(const json& b, ServedModel& m, bool chat) {
   s.seed = seed ? static_cast<uint64_t>(*seed) : random_seed();
   p.gen.stop = opt_stop(b, "stop");
   p.gen.ignore_eog = opt_bool(b, "ignore_eos").value_or(false);  // llama.cpp's extension
+  if (auto rf = b.find("response_format"); rf != b.end() && !rf->is_null()) {
+    if (!rf->is_object() || !rf->contains("type") || !(*rf)["type"].is_string())
+      throw Error("'response_format' must be an object with a string 'type'", 400);
+    const std::string type = (*rf)["type"].get<std::string>();
+    if (type != "text" && type != "json_object" && type != "json_schema")
+      throw Error("'response_format.type' must be \"text\", \"json_object\" or \"json_schema\"", 400);
+    // json_object and json_schema: output constrained to one valid JSON
+    // object; a schema is NOT enforced beyond JSON validity.
+    p.gen.json_object = type != "text";
+  }
   p.n = static_cast<int>(opt_int(b, "n", 1, 16).value_or(1));
   p.stream = opt_bool(b, "stream").value_or(false);
   if (auto so = b.find("stream_options"); so != b.end() && !so->is_null()) {

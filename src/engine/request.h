@@ -34,6 +34,10 @@ struct GenerateRequest {
   int top_logprobs = 0;            // and this many alternatives
   bool ignore_eog = false;         // keep going past end-of-generation tokens
   SteadyClock::time_point deadline = SteadyClock::time_point::max();
+  // Constrain the output to one JSON object (Ollama format "json" / a schema,
+  // OpenAI response_format json_object). Only JSON validity is enforced, not
+  // any schema. Generation stops (reason stop) once the object is complete.
+  bool json_object = false;
 };
 
 struct TokenLogprob {

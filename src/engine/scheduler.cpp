@@ -2,6 +2,10 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <limits>
+#include <numeric>
+
+#include "engine/json_constraint.h"
 
 #include "util/error.h"
 
@@ -25,6 +29,7 @@ struct Scheduler::Slot {
   std::unique_ptr<Sampler> sampler;
   std::unique_ptr<StreamDecoder> decoder;
   std::unique_ptr<StopMatcher> stopper;
+  std::unique_ptr<JsonConstraint> json;  // only for req.json_object
   size_t n_prompt_done = 0;   // prompt tokens in the cache
   bool has_next = false;      // a sampled token waits to be fed
   Token next = -1;
@@ -138,6 +143,7 @@ void Scheduler::assign(Pending&& p) {
   for (Token t : s.req.prompt) s.sampler->accept(t);
   s.decoder = std::make_unique<StreamDecoder>(tok_);
   s.stopper = std::make_unique<StopMatcher>(s.req.stop);
+  s.json = s.req.json_object ? std::make_unique<JsonConstraint>(true) : nullptr;
   s.n_prompt_done = keep;
   s.n_cached = static_cast<int>(keep);
   s.has_next = false;
@@ -175,11 +181,63 @@ void Scheduler::finish(Slot& s, FinishReason why, std::string error) {
   s.sampler.reset();
   s.decoder.reset();
   s.stopper.reset();
+  s.json.reset();
   s.busy = false;
   s.has_next = false;
   s.last_used = now;
   --active_;
   h->push(std::move(ev));
+}
+
+// Sampling under the JSON constraint: the top kJsonTop candidates by logit
+// are checked against the grammar, the rest are masked to -inf, and the
+// request's own sampler (penalties, temperature, top-k/p, min-p, seed) draws
+// from what is left. If none of them is allowed the vocabulary is scanned
+// further in logit order until one is. A token is only allowed if the JSON
+// can still be closed within the tokens left (max_tokens / context), so a
+// bounded request ends with a complete object rather than "length" (as long
+// as the budget fits at least "{}"; otherwise the budget is ignored).
+// Returns -1 if no token at all can continue the text. EOG tokens are allowed
+// only once the JSON is complete (the request finishes at that point anyway).
+Token Scheduler::sample_json(Slot& s, std::span<const float> row) {
+  constexpr size_t kJsonTop = 256;
+  const size_t n = row.size();
+  const size_t n_tok = static_cast<size_t>(std::max(0, tok_.n_vocab()));
+  // Tokens left including this one (context: conservative by one).
+  int64_t left = static_cast<int64_t>(n_ctx_) - static_cast<int64_t>(s.cache.size());
+  if (s.req.max_tokens > 0) left = std::min<int64_t>(left, s.req.max_tokens - s.n_generated);
+  // 0: not allowed; 1: grammar only; 2: grammar and budget (closable in time:
+  // each later token can cut the closing cost by at least one byte).
+  auto grade = [&](Token t) -> int {
+    if (static_cast<size_t>(t) >= n_tok) return 0;
+    if (tok_.is_eog(t)) return s.json->complete() ? 2 : 0;
+    const std::string piece = tok_.token_to_piece(t, false);
+    if (piece.empty()) return 0;
+    const int cost = s.json->close_cost_after(piece);
+    if (cost < 0) return 0;
+    return cost <= left - 1 ? 2 : 1;
+  };
+  std::vector<Token>& order = json_order_;
+  order.resize(n);
+  std::iota(order.begin(), order.end(), 0);
+  auto better = [&](Token a, Token b) { return row[a] > row[b] || (row[a] == row[b] && a < b); };
+  const size_t top = std::min(kJsonTop, n);
+  std::partial_sort(order.begin(), order.begin() + top, order.end(), better);
+  std::vector<Token> ok[3];
+  for (size_t i = 0; i < top; ++i) ok[grade(order[i])].push_back(order[i]);
+  if (ok[2].empty()) {
+    std::sort(order.begin() + top, order.end(), better);
+    for (size_t i = top; i < n && ok[2].empty(); ++i) ok[grade(order[i])].push_back(order[i]);
+  }
+  const std::vector<Token>& use = !ok[2].empty() ? ok[2] : ok[1];
+  if (use.empty()) return -1;
+  std::vector<float>& masked = json_masked_;
+  masked.assign(n, -std::numeric_limits<float>::infinity());
+  for (Token t : use) masked[t] = row[t];
+  Token t = s.sampler->sample(masked);
+  if (std::find(use.begin(), use.end(), t) == use.end()) t = use.front();
+  if (!tok_.is_eog(t)) s.json->advance(tok_.token_to_piece(t, false));
+  return t;
 }
 
 void Scheduler::emit_token(Slot& s, Token t, std::span<const float> logits) {
@@ -302,13 +360,15 @@ void Scheduler::loop() {
       if (s.n_generated == 0) s.t_first = SteadyClock::now();
       if (s.handle->cancelled()) { finish(s, FinishReason::Cancelled); continue; }
       if (s.req.max_tokens == 0) { finish(s, FinishReason::Length); continue; }
-      const Token t = s.sampler->sample(row);
+      const Token t = s.json ? sample_json(s, row) : s.sampler->sample(row);
+      if (t < 0) { finish(s, FinishReason::Stop); continue; }  // JSON constraint: no token can continue
       if (tok_.is_eog(t) && !s.req.ignore_eog) { finish(s, FinishReason::Stop); continue; }
       s.sampler->accept(t);
       ++s.n_generated;
       ++generated;
       emit_token(s, t, row);
       if (s.stopper->stopped()) { finish(s, FinishReason::Stop); continue; }
+      if (s.json && s.json->complete()) { finish(s, FinishReason::Stop); continue; }
       if (s.req.max_tokens > 0 && s.n_generated >= s.req.max_tokens) { finish(s, FinishReason::Length); continue; }
       if (static_cast<int>(s.cache.size()) >= n_ctx_) { finish(s, FinishReason::Length); continue; }
       s.has_next = true;

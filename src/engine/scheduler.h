@@ -70,6 +70,9 @@ class Scheduler {
   void assign(Pending&& p);
   void finish(Slot& s, FinishReason why, std::string error = {});
   void emit_token(Slot& s, Token t, std::span<const float> logits);
+  Token sample_json(Slot& s, std::span<const float> row);  // JSON-constrained draw
+  std::vector<Token> json_order_;   // scratch for sample_json (engine thread only)
+  std::vector<float> json_masked_;
 
   std::unique_ptr<Backend> backend_;
   const Tokenizer& tok_;

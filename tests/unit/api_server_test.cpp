@@ -496,3 +496,64 @@ TEST(ApiTemplates, RaiseExceptionIs400AndOurFailuresFallBack) {
   std::filesystem::remove(strict);
   std::filesystem::remove(odd);
 }
+
+// format "json": the output is one valid JSON object, whatever the seed and
+// temperature, non-streaming and streaming, generate and chat.
+TEST_F(Api, OllamaFormatJsonYieldsAJsonObject) {
+  for (int seed : {1, 2, 3}) {
+    for (double temp : {0.0, 0.8, 1.5}) {
+      for (bool chat : {false, true}) {
+        for (bool stream : {false, true}) {
+          json body = {{"model", "demo"}, {"format", "json"}, {"stream", stream},
+                       {"options", {{"seed", seed}, {"temperature", temp}, {"num_predict", 160}}}};
+          if (chat) body["messages"] = {{{"role", "user"}, {"content", "Reply in JSON"}}};
+          else body["prompt"] = "Reply in JSON";
+          auto r = post(chat ? "/api/chat" : "/api/generate", body);
+          ASSERT_EQ(r.status, 200) << r.body;
+          std::string text;
+          json last;
+          if (stream) {
+            auto lines = ndjson(r.body);
+            ASSERT_FALSE(lines.empty());
+            for (auto& l : lines) text += chat ? l["message"]["content"].get<std::string>() : l["response"].get<std::string>();
+            last = lines.back();
+          } else {
+            last = json::parse(r.body);
+            text = chat ? last["message"]["content"].get<std::string>() : last["response"].get<std::string>();
+          }
+          SCOPED_TRACE("seed " + std::to_string(seed) + " temp " + std::to_string(temp) + (chat ? " chat" : " generate") +
+                       (stream ? " stream" : ""));
+          EXPECT_TRUE(last["done"].get<bool>());
+          EXPECT_EQ(last["done_reason"], "stop");
+          json parsed;
+          ASSERT_NO_THROW(parsed = json::parse(text)) << text;
+          EXPECT_TRUE(parsed.is_object()) << text;
+        }
+      }
+    }
+  }
+  // A schema also turns the constraint on (the schema itself is not enforced).
+  auto r = post("/api/generate", {{"model", "demo"}, {"prompt", "x"}, {"stream", false},
+                                  {"format", {{"type", "object"}, {"properties", {{"a", {{"type", "string"}}}}}}},
+                                  {"options", {{"seed", 7}, {"num_predict", 160}}}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_TRUE(json::parse(json::parse(r.body)["response"].get<std::string>()).is_object());
+  EXPECT_EQ(post("/api/generate", {{"model", "demo"}, {"prompt", "x"}, {"format", "yaml"}}).status, 400);
+}
+
+TEST_F(Api, OpenAIResponseFormatJsonObject) {
+  for (int seed : {1, 2}) {
+    auto r = post("/v1/chat/completions", {{"model", "demo"}, {"messages", {{{"role", "user"}, {"content", "JSON please"}}}},
+                                           {"response_format", {{"type", "json_object"}}}, {"seed", seed},
+                                           {"max_tokens", 160}});
+    ASSERT_EQ(r.status, 200) << r.body;
+    auto j = json::parse(r.body);
+    const std::string text = j["choices"][0]["message"]["content"].get<std::string>();
+    EXPECT_EQ(j["choices"][0]["finish_reason"], "stop");
+    EXPECT_TRUE(json::parse(text).is_object()) << text;
+  }
+  EXPECT_EQ(post("/v1/chat/completions", {{"model", "demo"}, {"messages", {{{"role", "user"}, {"content", "x"}}}},
+                                          {"response_format", {{"type", "xml"}}}})
+                .status,
+            400);
+}
