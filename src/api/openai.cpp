@@ -104,6 +104,25 @@ struct Usage {
   int prompt = 0, completion = 0, cached = 0;
 };
 
+// An error that ends a stream, as an SSE event in OpenAI's error shape.
+std::string sse_error(const std::string& message) {
+  return sse(json{{"error", {{"message", message}, {"type", "server_error"}, {"param", nullptr}, {"code", nullptr}}}});
+}
+
+// The end of an OpenAI stream: the usage chunk when asked for, then [DONE].
+std::function<std::string()> sse_end(json base, std::shared_ptr<Usage> usage, bool include_usage) {
+  return [base = std::move(base), usage = std::move(usage), include_usage]() -> std::string {
+    std::string out;
+    if (include_usage) {
+      json c = base;
+      c["choices"] = json::array();
+      c["usage"] = usage_json(usage->prompt, usage->completion, usage->cached);
+      out += sse(c);
+    }
+    return out + "data: [DONE]\n\n";
+  };
+}
+
 HttpResponse chat_completions(Ctx& ctx, HttpRequest& req) {
   json b = parse_body(req);
   if (auto up = maybe_proxy(ctx, req, b, ProxyEndpoint::OpenAIChat)) return std::move(*up);
@@ -150,25 +169,14 @@ HttpResponse chat_completions(Ctx& ctx, HttpRequest& req) {
       }
       usage->completion += ev.stats.completion_tokens;
       std::string out;
-      if (ev.finish == FinishReason::Error) {
-        out += sse(json{{"error", {{"message", ev.error}, {"type", "server_error"}, {"param", nullptr}, {"code", nullptr}}}});
-      }
+      if (ev.finish == FinishReason::Error) out += sse_error(ev.error);
       json delta = json::object();
       if (!ev.text.empty()) delta["content"] = ev.text;
       c["choices"] = json::array(
           {{{"index", i}, {"delta", delta}, {"logprobs", nullptr}, {"finish_reason", openai_finish(ev.finish)}}});
       return out + sse(c);
     };
-    auto on_end = [base, usage, include_usage]() -> std::string {
-      std::string out;
-      if (include_usage) {
-        json c = base;
-        c["choices"] = json::array();
-        c["usage"] = usage_json(usage->prompt, usage->completion, usage->cached);
-        out += sse(c);
-      }
-      return out + "data: [DONE]\n\n";
-    };
+    auto on_end = sse_end(base, usage, include_usage);
     res.content_type = "text/event-stream";
     res.stream = std::make_shared<GenStream>(hs, prefix, on_event, on_end);
     return res;
@@ -319,22 +327,12 @@ HttpResponse completions(Ctx& ctx, HttpRequest& req) {
       }
       usage->completion += ev.stats.completion_tokens;
       std::string out;
-      if (ev.finish == FinishReason::Error)
-        out += sse(json{{"error", {{"message", ev.error}, {"type", "server_error"}, {"param", nullptr}, {"code", nullptr}}}});
+      if (ev.finish == FinishReason::Error) out += sse_error(ev.error);
       c["choices"] = json::array(
           {{{"index", i}, {"text", ev.text}, {"logprobs", nullptr}, {"finish_reason", openai_finish(ev.finish)}}});
       return out + sse(c);
     };
-    auto on_end = [base, usage, include_usage]() -> std::string {
-      std::string out;
-      if (include_usage) {
-        json c = base;
-        c["choices"] = json::array();
-        c["usage"] = usage_json(usage->prompt, usage->completion, usage->cached);
-        out += sse(c);
-      }
-      return out + "data: [DONE]\n\n";
-    };
+    auto on_end = sse_end(base, usage, include_usage);
     res.content_type = "text/event-stream";
     res.stream = std::make_shared<GenStream>(hs, prefix, on_event, on_end);
     return res;
