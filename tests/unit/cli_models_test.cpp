@@ -19,20 +19,18 @@
 #include <sstream>
 #include <thread>
 
-#include "http_test_client.h"
+#include "serve_process.h"
 
 namespace {
 
 using json = nlohmann::json;
 using lmhost::testing::HttpClient;
+using lmhost::testing::ServeOptions;
+using lmhost::testing::ServeProcess;
+using lmhost::testing::eventually;
+using lmhost::testing::slurp;
+using Dir = lmhost::testing::TempDir;
 namespace fs = std::filesystem;
-
-std::string slurp(const std::string& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 std::string sha256_hex(const std::string& data) {
   unsigned char md[SHA256_DIGEST_LENGTH];
@@ -45,20 +43,6 @@ std::string sha256_hex(const std::string& data) {
   }
   return out;
 }
-
-class Dir {
- public:
-  Dir() {
-    static int n = 0;
-    path_ = fs::temp_directory_path() / ("lmhost-models-" + std::to_string(::getpid()) + "-" + std::to_string(n++));
-    fs::create_directories(path_);
-  }
-  ~Dir() { fs::remove_all(path_); }
-  std::string operator/(const std::string& s) const { return (path_ / s).string(); }
-
- private:
-  fs::path path_;
-};
 
 // A demo-shape model (seeded: different seeds, different files).
 std::string synth(const Dir& d, const std::string& name, int seed) {
@@ -89,95 +73,29 @@ std::string add_to_store(const std::string& root, const std::string& name, const
   return blob;
 }
 
-class Server {
+// The server, plus the names /api/ps lists as loaded.
+class Server : public ServeProcess {
  public:
-  Server(std::vector<std::string> args, std::vector<std::string> env = {}) {
-    static int n = 0;
-    log_ = (fs::temp_directory_path() / ("lmhost-models-" + std::to_string(::getpid()) + "-serve-" +
-                                         std::to_string(n++) + ".log"))
-               .string();
-    pid_ = ::fork();
-    if (pid_ == 0) {
-      const int fd = ::open(log_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      ::dup2(fd, 2);
-      const int nul = ::open("/dev/null", O_WRONLY);
-      ::dup2(nul, 1);
-      for (const char* v : {"HOST", "PORT", "API_KEYS", "API_KEYS_FILE", "REDIS_URL", "LMHOST_CONFIG", "MODEL_PATH",
-                            "OLLAMA_MODELS", "KEEP_ALIVE", "OLLAMA_KEEP_ALIVE", "MAX_LOADED_MODELS",
-                            "OLLAMA_MAX_LOADED_MODELS", "PRELOAD_MODELS"})
-        ::unsetenv(v);
-      for (auto& e : env) ::putenv(const_cast<char*>(e.c_str()));
-      std::vector<std::string> all = {LMHOST_BINARY, "serve", "--port", "0", "--parallel", "2", "-t", "1", "-q"};
-      all.insert(all.end(), args.begin(), args.end());
-      std::vector<char*> argv;
-      for (auto& a : all) argv.push_back(a.data());
-      argv.push_back(nullptr);
-      ::execv(argv[0], argv.data());
-      ::_exit(127);
-    }
-    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-    while (std::chrono::steady_clock::now() < until && port_ == 0) {
-      std::istringstream in(slurp(log_));
-      for (std::string l; std::getline(in, l);) {
-        auto j = json::parse(l, nullptr, false);
-        if (j.is_object() && j.value("msg", "") == "listening") port_ = j.value("port", 0);
-      }
-      int st;
-      if (::waitpid(pid_, &st, WNOHANG) == pid_) {
-        pid_ = -1;
-        break;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-    if (port_ == 0) throw std::runtime_error("lmhost serve did not start: " + slurp(log_));
-    for (int i = 0; i < 600; ++i) {
-      HttpClient c(port_);
-      if (c.request("GET", "/ready").status == 200) break;
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
-  }
-  ~Server() {
-    if (pid_ > 0) {
-      ::kill(pid_, SIGKILL);
-      int st;
-      ::waitpid(pid_, &st, 0);
-    }
-    fs::remove(log_);
-  }
-  lmhost::testing::ClientResponse req(const std::string& method, const std::string& path, const json& body = nullptr) {
-    HttpClient c(port_, 60000);
-    return c.request(method, path, body.is_null() ? "" : body.dump());
-  }
-  json get(const std::string& path) { return json::parse(req("GET", path).body); }
-  // Names in /api/ps (loaded models).
+  Server(std::vector<std::string> args, std::vector<std::string> env = {})
+      : ServeProcess(with_quiet(std::move(args)), ServeOptions{.env = std::move(env)}) {}
   std::set<std::string> loaded() {
     std::set<std::string> out;
     const json ps = get("/api/ps");
     for (const auto& m : ps["models"]) out.insert(m["name"].get<std::string>());
     return out;
   }
-  std::string log_text() const { return slurp(log_); }
 
  private:
-  std::string log_;
-  pid_t pid_ = -1;
-  int port_ = 0;
+  static std::vector<std::string> with_quiet(std::vector<std::string> a) {
+    a.insert(a.begin(), "-q");
+    return a;
+  }
 };
 
 json gen(const std::string& model, const std::string& prompt, json extra = json::object()) {
   json b = {{"model", model}, {"prompt", prompt}, {"stream", false}, {"options", {{"num_predict", 3}}}};
   b.update(extra);
   return b;
-}
-
-// Waits until pred() holds (up to 10 s).
-template <class F>
-bool eventually(F pred) {
-  for (int i = 0; i < 100; ++i) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-  return pred();
 }
 
 }  // namespace

@@ -16,24 +16,20 @@
 #include <sstream>
 #include <thread>
 
-#include "http_test_client.h"
+#include "serve_process.h"
 #include "redis_test_server.h"
 
 namespace {
 
 using json = nlohmann::json;
 using lmhost::testing::HttpClient;
+using lmhost::testing::ServeOptions;
+using lmhost::testing::ServeProcess;
+using lmhost::testing::slurp;
 namespace fs = std::filesystem;
 
 std::string tmp_path(const std::string& name) {
   return (fs::temp_directory_path() / ("lmhost-prod-" + std::to_string(::getpid()) + "-" + name)).string();
-}
-
-std::string slurp(const std::string& p) {
-  std::ifstream in(p);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
 }
 
 int run(const std::string& args, std::string* out = nullptr) {
@@ -48,79 +44,11 @@ int run(const std::string& args, std::string* out = nullptr) {
   return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
-// `lmhost serve --port 0 ARGS` with extra environment; stderr goes to a file.
-class Server {
+// `lmhost serve --port 0 ARGS` with extra environment.
+class Server : public ServeProcess {
  public:
-  Server(std::vector<std::string> args, std::vector<std::string> env, bool wait_ready = true) {
-    static int n = 0;
-    log_ = tmp_path("serve-" + std::to_string(n++) + ".log");
-    pid_ = ::fork();
-    if (pid_ == 0) {
-      const int fd = ::open(log_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      ::dup2(fd, 2);
-      const int nul = ::open("/dev/null", O_WRONLY);
-      ::dup2(nul, 1);
-      for (const char* v : {"HOST", "PORT", "API_KEYS", "API_KEYS_FILE", "REDIS_URL", "LMHOST_CONFIG",
-                            "RATE_LIMIT_REQUESTS_PER_MINUTE", "RATE_LIMIT_BURST", "LOG_LEVEL", "LOG_PROMPTS"})
-        ::unsetenv(v);
-      for (auto& e : env) ::putenv(const_cast<char*>(e.c_str()));
-      std::vector<std::string> all = {LMHOST_BINARY, "serve", "--port", "0", "--parallel", "2", "-t", "1"};
-      all.insert(all.end(), args.begin(), args.end());
-      std::vector<char*> argv;
-      for (auto& a : all) argv.push_back(a.data());
-      argv.push_back(nullptr);
-      ::execv(argv[0], argv.data());
-      ::_exit(127);
-    }
-    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-    while (std::chrono::steady_clock::now() < until && port_ == 0) {
-      for (const auto& line : lines()) {
-        if (line.value("msg", "") == "listening") port_ = line.value("port", 0);
-      }
-      int st;
-      if (::waitpid(pid_, &st, WNOHANG) == pid_) {
-        pid_ = -1;
-        break;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-    if (port_ == 0) throw std::runtime_error("lmhost serve did not start: " + slurp(log_));
-    if (wait_ready) {
-      for (int i = 0; i < 600; ++i) {
-        HttpClient c(port_);
-        if (c.request("GET", "/ready").status == 200) break;
-        std::this_thread::sleep_for(std::chrono::milliseconds(100));
-      }
-    }
-  }
-  ~Server() {
-    if (pid_ > 0) {
-      ::kill(pid_, SIGKILL);
-      int st;
-      ::waitpid(pid_, &st, 0);
-    }
-    fs::remove(log_);
-  }
-  int port() const { return port_; }
-  bool alive() {
-    int st;
-    return pid_ > 0 && ::waitpid(pid_, &st, WNOHANG) == 0;
-  }
-  std::string log_text() const { return slurp(log_); }
-  std::vector<json> lines() const {
-    std::vector<json> out;
-    std::istringstream in(slurp(log_));
-    for (std::string l; std::getline(in, l);) {
-      auto j = json::parse(l, nullptr, false);
-      if (j.is_object()) out.push_back(j);
-    }
-    return out;
-  }
-
- private:
-  std::string log_;
-  pid_t pid_ = -1;
-  int port_ = 0;
+  Server(std::vector<std::string> args, std::vector<std::string> env, bool wait_ready = true)
+      : ServeProcess(std::move(args), ServeOptions{.wait_ready = wait_ready, .env = std::move(env)}) {}
 };
 
 const std::string kChat = R"({"model":"demo","messages":[{"role":"user","content":"hi"}],"max_tokens":4})";

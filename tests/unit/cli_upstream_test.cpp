@@ -21,113 +21,33 @@
 #include <sstream>
 #include <thread>
 
-#include "http_test_client.h"
+#include "serve_process.h"
 
 namespace {
 
 using json = nlohmann::json;
 using lmhost::testing::HttpClient;
+using lmhost::testing::ServeOptions;
+using lmhost::testing::ServeProcess;
+using Dir = lmhost::testing::TempDir;
 namespace fs = std::filesystem;
 
-std::string slurp(const std::string& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-class Dir {
+// `lmhost serve` on a fixed port (0: any), so a killed upstream can come back on the same one.
+class Server : public ServeProcess {
  public:
-  Dir() {
-    path_ = fs::temp_directory_path() / ("lmhost-upstream-" + std::to_string(::getpid()));
-    fs::create_directories(path_);
-  }
-  ~Dir() { fs::remove_all(path_); }
-  std::string operator/(const std::string& s) const { return (path_ / s).string(); }
-
- private:
-  fs::path path_;
+  Server(int port, std::vector<std::string> args) : ServeProcess(std::move(args), ServeOptions{.port = port, .wait_ready = true, .env = {}}) {}
 };
 
-class Server {
- public:
-  Server(int port, std::vector<std::string> args) {
-    static int n = 0;
-    log_ = (fs::temp_directory_path() /
-            ("lmhost-upstream-" + std::to_string(::getpid()) + "-serve-" + std::to_string(n++) + ".log"))
-               .string();
-    pid_ = ::fork();
-    if (pid_ == 0) {
-      const int fd = ::open(log_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      ::dup2(fd, 2);
-      const int nul = ::open("/dev/null", O_WRONLY);
-      ::dup2(nul, 1);
-      for (const char* v : {"HOST", "PORT", "API_KEYS", "API_KEYS_FILE", "REDIS_URL", "LMHOST_CONFIG", "MODEL_PATH",
-                            "OLLAMA_MODELS", "OLLAMA_URL", "OPENAI_API_KEY", "UPSTREAMS", "PRELOAD_MODELS"})
-        ::unsetenv(v);
-      std::vector<std::string> all = {LMHOST_BINARY, "serve", "--port", std::to_string(port), "--parallel", "2",
-                                      "-t", "1"};
-      all.insert(all.end(), args.begin(), args.end());
-      std::vector<char*> argv;
-      for (auto& a : all) argv.push_back(a.data());
-      argv.push_back(nullptr);
-      ::execv(argv[0], argv.data());
-      ::_exit(127);
-    }
-    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-    while (std::chrono::steady_clock::now() < until && port_ == 0) {
-      std::istringstream in(slurp(log_));
-      for (std::string l; std::getline(in, l);) {
-        auto j = json::parse(l, nullptr, false);
-        if (j.is_object() && j.value("msg", "") == "listening") port_ = j.value("port", 0);
-      }
-      int st;
-      if (::waitpid(pid_, &st, WNOHANG) == pid_) {
-        pid_ = -1;
-        break;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-    if (port_ == 0) throw std::runtime_error("lmhost serve did not start: " + slurp(log_));
-    for (int i = 0; i < 600; ++i) {
-      HttpClient c(port_);
-      if (c.request("GET", "/ready").status == 200) break;
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
-  }
-  ~Server() {
-    kill();
-    fs::remove(log_);
-  }
-  void kill() {
-    if (pid_ > 0) {
-      ::kill(pid_, SIGKILL);
-      int st;
-      ::waitpid(pid_, &st, 0);
-      pid_ = -1;
-    }
-  }
-  int port() const { return port_; }
-  lmhost::testing::ClientResponse req(const std::string& method, const std::string& path, const json& body = nullptr) {
-    HttpClient c(port_, 60000);
-    return c.request(method, path, body.is_null() ? "" : body.dump());
-  }
-  json get(const std::string& path) { return json::parse(req("GET", path).body); }
-  std::string log_text() const { return slurp(log_); }
-
- private:
-  std::string log_;
-  pid_t pid_ = -1;
-  int port_ = 0;
-};
-
+// 12 tokens: the demo model's random weights often pick byte tokens that print
+// nothing on their own; with 12 a stream almost surely carries some text.
+constexpr int kTokens = 12;
 json openai_chat(bool stream) {
-  return {{"model", "shared"}, {"messages", {{{"role", "user"}, {"content", "hello"}}}}, {"max_tokens", 4},
+  return {{"model", "shared"}, {"messages", {{{"role", "user"}, {"content", "hello"}}}}, {"max_tokens", kTokens},
           {"stream", stream}};
 }
 json ollama_chat(bool stream) {
   return {{"model", "shared"}, {"messages", {{{"role", "user"}, {"content", "hello"}}}},
-          {"options", {{"num_predict", 4}}}, {"stream", stream}};
+          {"options", {{"num_predict", kTokens}}}, {"stream", stream}};
 }
 
 // lmhost_http_requests_total of one route on a server (all models and statuses).
@@ -264,7 +184,7 @@ TEST(Upstream, PoolOfOllamaAndOpenAIUpstreamsFailoverAndRecovery) {
     const json j = json::parse(r.body);
     EXPECT_EQ(j["done"], true);
     EXPECT_EQ(j["message"]["role"], "assistant");
-    EXPECT_EQ(j["eval_count"], 4);
+    EXPECT_EQ(j["eval_count"], kTokens);
   }
   r = front.req("POST", "/api/chat", ollama_chat(true));
   ASSERT_EQ(r.status, 200) << r.body;
@@ -277,7 +197,7 @@ TEST(Upstream, PoolOfOllamaAndOpenAIUpstreamsFailoverAndRecovery) {
       if (!l.empty()) lines.push_back(json::parse(l));
     ASSERT_GE(lines.size(), 2u) << r.body;
     EXPECT_EQ(lines.back()["done"], true);
-    EXPECT_EQ(lines.back()["eval_count"], 4);
+    EXPECT_EQ(lines.back()["eval_count"], kTokens);
     for (size_t i = 0; i + 1 < lines.size(); ++i) EXPECT_EQ(lines[i]["done"], false);
   }
 
@@ -306,7 +226,7 @@ TEST(Upstream, PoolOfOllamaAndOpenAIUpstreamsFailoverAndRecovery) {
     EXPECT_EQ(j["object"], "chat.completion");
     EXPECT_EQ(j["choices"][0]["message"]["role"], "assistant");
     EXPECT_EQ(j["choices"][0]["finish_reason"], "length");
-    EXPECT_EQ(j["usage"]["completion_tokens"], 4);
+    EXPECT_EQ(j["usage"]["completion_tokens"], kTokens);
   }
   r = front.req("POST", "/v1/chat/completions", openai_chat(true));
   ASSERT_EQ(r.status, 200) << r.body;
