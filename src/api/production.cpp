@@ -154,10 +154,17 @@ Production::Production(const config::Config& cfg, std::shared_ptr<ModelPool> poo
 Production::~Production() = default;
 
 bool Production::ready() const {
+  // Ready once no model is still loading at start-up (a load balancer would
+  // otherwise send requests that get 503 "still loading") and at least one
+  // model can serve; a failed model does not hold readiness back.
   if (draining_.load()) return false;
-  for (const auto& m : pool_->list())
-    if (m->available()) return true;  // Ready, or Unloaded (loads on use)
-  return false;
+  bool any = false;
+  for (const auto& m : pool_->list()) {
+    const bool first_load = m->loaded_at() == std::chrono::system_clock::time_point{};
+    if (m->state() == ModelState::Loading && m->preload() && first_load) return false;
+    any = any || m->available();  // Ready, or Unloaded (loads on use)
+  }
+  return any;
 }
 
 server::HttpResponse Production::error(const server::HttpRequest& req, int status, const std::string& msg) const {
