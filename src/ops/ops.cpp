@@ -45,6 +45,8 @@ struct PreparedJob {
   VecDotFn dot;
   VecDotTileFn tile_fn;  // null: row kernel only
   GemvFn gemv;           // decode (T == 1) fast path, or null
+  GemmFn gemm;           // prompt (T >= 2) fast path for Q8_0 activations, or null
+  int64_t g_chunk = 0;    // gemm: token groups per task
   const uint8_t* act;
   size_t qrow, wrow;
   int64_t K, N, rows, n_chunks, n_tasks;
@@ -83,6 +85,8 @@ void matmul_multi(std::span<const MatmulJob> jobs, const float* X, int64_t T, Th
     pj.dot = dot;
     pj.tile_fn = T >= 2 ? kr.vec_dot_tile[wt] : nullptr;  // decode: the row kernel is faster
     pj.gemv = T == 1 && qt == DType::Q8_0 ? kr.gemv[wt] : nullptr;
+    // Below ~8 tokens a 16-token group is mostly padding: the 4x4 tiles win.
+    pj.gemm = T >= 8 && qt == DType::Q8_0 ? kr.gemm[wt] : nullptr;
     pj.K = K;
     pj.N = W.n_rows();
     pj.qrow = row_bytes(qt, K);
@@ -129,13 +133,48 @@ void matmul_multi(std::span<const MatmulJob> jobs, const float* X, int64_t T, Th
     break;
   }
 
+  // Prompt: the Q8_0 activations transposed once into token groups for the gemm kernels.
+  thread_local std::vector<uint8_t> gemm_q;
+  thread_local std::vector<float> gemm_d;
+  GemmAct gemm_act{};
+  const int64_t n_groups = gemm_groups(T);
+  for (const PreparedJob& pj : prep) {
+    if (!pj.gemm) continue;
+    if (gemm_q.size() < static_cast<size_t>(n_groups * K * 16)) gemm_q.resize(n_groups * K * 16);
+    if (gemm_d.size() < static_cast<size_t>(n_groups * K / 2)) gemm_d.resize(n_groups * K / 2);
+    const uint8_t* q8 = pj.act;
+    const size_t qrow = pj.qrow;
+    uint8_t* gq = gemm_q.data();
+    float* gd = gemm_d.data();
+    pool.parallel_for(n_groups, [&](int64_t g, int) { prepare_gemm_act(q8, qrow, K, T, g, g + 1, gq, gd); });
+    gemm_act = {gq, gd, K, T};
+    break;
+  }
+
   // Token blocks split long prompts across tasks as well as rows; within a
   // task, a tile of activation rows stays in L1 while each weight row is used.
   constexpr int64_t kTokBlock = 64;
   const int64_t n_tb = (T + kTokBlock - 1) / kTokBlock;
   const int nt = pool.n_threads();
+  // Gemm jobs: panels of 16 rows; each task runs a few panels over a range of
+  // token groups (all of them when there are enough panels to keep the
+  // threads busy: a panel is decoded once per task).
+  int64_t gemm_panels = 0;
+  for (const PreparedJob& pj : prep)
+    if (pj.gemm) gemm_panels += (pj.N + 15) / 16;
+  int64_t g_split = 1;
+  while (gemm_panels > 0 && gemm_panels * g_split < 8 * nt && g_split < n_groups) g_split *= 2;
   int64_t total = 0;
   for (PreparedJob& pj : prep) {
+    if (pj.gemm) {
+      pj.g_chunk = (n_groups + g_split - 1) / g_split;
+      const int64_t n_gc = (n_groups + pj.g_chunk - 1) / pj.g_chunk;
+      pj.rows = 16;
+      pj.n_chunks = (pj.N + pj.rows - 1) / pj.rows;
+      pj.n_tasks = pj.n_chunks * n_gc;
+      total += pj.n_tasks;
+      continue;
+    }
     int64_t rows = std::clamp<int64_t>(static_cast<int64_t>(65536 / std::max<size_t>(pj.wrow, 1)), 8, 256);
     const int64_t want_chunks = std::max<int64_t>(1, (4 * nt + n_tb - 1) / n_tb);
     rows = std::min(rows, std::max<int64_t>(1, (pj.N + want_chunks - 1) / want_chunks));
@@ -154,6 +193,12 @@ void matmul_multi(std::span<const MatmulJob> jobs, const float* X, int64_t T, Th
     const int64_t r0 = c * pj.rows, r1 = std::min(pj.N, r0 + pj.rows);
     const int64_t t_begin = tb * kTokBlock, t_end = std::min(T, t_begin + kTokBlock);
     const uint8_t* wdata = static_cast<const uint8_t*>(pj.W->data);
+    if (pj.gemm) {
+      const int64_t gc = task / pj.n_chunks;
+      const int64_t g0 = gc * pj.g_chunk, g1 = std::min(n_groups, g0 + pj.g_chunk);
+      pj.gemm(wdata + r0 * pj.wrow, pj.wrow, r1 - r0, gemm_act, g0, g1, pj.Y + r0, static_cast<size_t>(pj.N));
+      return;
+    }
     if (pj.gemv) {
       pj.gemv(pj.K, wdata + r0 * pj.wrow, pj.wrow, r1 - r0, gact, pj.Y + r0);
       return;

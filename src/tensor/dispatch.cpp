@@ -39,6 +39,11 @@ Isa detect_isa() {
   return Isa::Scalar;
 }
 
+namespace detail {
+void fill_gemm_avx512(Kernels& k);  // src/tensor/gemm_avx512.cpp
+void fill_gemv_avx512(Kernels& k);  // src/tensor/gemv_avx512.cpp: decode gemv beyond Q4_0
+}  // namespace detail
+
 namespace {
 
 // The table for `isa`, using only kernels this CPU can execute: asking for
@@ -50,6 +55,8 @@ Kernels build(Isa isa) {
   detail::fill_scalar(k);
   if (isa >= Isa::AVX2 && cpu >= static_cast<int>(Isa::AVX2)) detail::fill_avx2(k);
   if (isa >= Isa::AVX512 && cpu >= static_cast<int>(Isa::AVX512)) detail::fill_avx512(k);
+  if (isa >= Isa::AVX512 && cpu >= static_cast<int>(Isa::AVX512)) detail::fill_gemm_avx512(k);
+  if (isa >= Isa::AVX512 && cpu >= static_cast<int>(Isa::AVX512)) detail::fill_gemv_avx512(k);
   return k;
 }
 
@@ -114,6 +121,34 @@ void prepare_gemv_act(const void* q8_row, int64_t n, int8_t* qs, float* d, int32
       int sum = 0;
       for (int j = 0; j < blocks::QK; ++j) sum += b[blk].qs[j];
       corr[16 * g + lane] = slot % 2 == 0 ? 8 * sum : 0;
+    }
+  }
+}
+
+void prepare_gemm_act(const void* q8, size_t q8_stride, int64_t n, int64_t T, int64_t g0, int64_t g1, uint8_t* q,
+                      float* d) {
+  const int64_t nb = n / blocks::QK;
+  for (int64_t g = g0; g < g1; ++g) {
+    for (int t = 0; t < kGemmTokens; ++t) {
+      const int64_t tok = g * kGemmTokens + t;
+      const blocks::BlockQ8_0* y =
+          tok < T ? reinterpret_cast<const blocks::BlockQ8_0*>(static_cast<const uint8_t*>(q8) + tok * q8_stride)
+                  : nullptr;
+      for (int64_t b = 0; b < nb; ++b) {
+        uint32_t* dst = reinterpret_cast<uint32_t*>(q + (g * nb + b) * 512) + t;
+        float* dd = d + (g * nb + b) * kGemmTokens + t;
+        if (!y) {
+          for (int j = 0; j < 8; ++j) dst[16 * j] = 0x80808080u;
+          *dd = 0.0f;
+          continue;
+        }
+        for (int j = 0; j < 8; ++j) {
+          uint32_t v;
+          std::memcpy(&v, y[b].qs + 4 * j, 4);
+          dst[16 * j] = v ^ 0x80808080u;  // +128 per byte
+        }
+        *dd = fp16_to_fp32(y[b].d);
+      }
     }
   }
 }
