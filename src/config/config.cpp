@@ -71,8 +71,28 @@ const std::vector<Setting>& table() {
        "longest prompt in tokens (400 beyond); 0: the context"},
       {"models.max_tokens", "MAX_TOKENS", &Config::max_tokens_cap, 0, 1 << 24, nullptr, false,
        "largest max_tokens / num_predict a request may ask (400 beyond); 0: no cap"},
+      {"models.keep_alive", "KEEP_ALIVE", &Config::keep_alive, 0, 0, nullptr, false,
+       "how long a model loaded on demand stays loaded when idle: 5m, 30s, 1h, 0 (unload at once), -1 (forever); "
+       "default OLLAMA_KEEP_ALIVE, else 5m"},
+      {"models.max_loaded", "MAX_LOADED_MODELS", &Config::max_loaded_models, 0, 100000, nullptr, false,
+       "models loaded at once, the least recently used idle one is unloaded for another; 0: "
+       "OLLAMA_MAX_LOADED_MODELS, else no bound"},
+      {"models.memory_budget", "MAX_MODEL_MEMORY", &Config::memory_budget, 0, 0, nullptr, false,
+       "model file bytes loaded at once (8GiB, 512MiB, 2GB, bytes); idle models are unloaded least recently used "
+       "first to make room; empty: no bound"},
+      {"models.ollama_store", "OLLAMA_MODELS", &Config::ollama_store, 0, 0, nullptr, false,
+       "an Ollama model store served in place (default ~/.ollama/models when it exists; --ollama-models)"},
+      {"models.preload", "PRELOAD_MODELS", &Config::preload, 0, 0, nullptr, false,
+       "models loaded at start-up (comma-separated, * = all); default: model files yes, Ollama store models on "
+       "first use"},
       {"embeddings.batch_size", "BATCH_SIZE", &Config::batch_size, 1, 4096, nullptr, false,
        "embedding inputs computed together"},
+      {"embeddings.max_batch_tokens", "MAX_BATCH_TOKENS", &Config::embed_max_batch_tokens, 1, 1 << 24, nullptr, false,
+       "tokens of one embedding batch at most"},
+      {"embeddings.batch_wait_us", "BATCH_WAIT_US", &Config::embed_batch_wait_us, 0, 10000000, nullptr, false,
+       "how long (microseconds) a small embedding batch waits for company"},
+      {"embeddings.max_queue", "EMBED_MAX_QUEUE", &Config::embed_max_queue, 1, 10000000, nullptr, false,
+       "embedding inputs waiting per model before 503"},
       {"cache.size", "CACHE_SIZE", &Config::cache_size, 0, 100000000, nullptr, false,
        "embedding cache entries in memory (0: off)"},
       {"cache.redis_url", "REDIS_URL", &Config::redis_url, 0, 0, nullptr, true,
@@ -96,6 +116,10 @@ const std::vector<Setting>& table() {
        "/health, /ready and /info need a key"},
       {"auth.protect_metrics", "AUTH_PROTECT_METRICS", &Config::protect_metrics, 0, 0, nullptr, false,
        "/metrics needs a key"},
+      {"auth.admin_key", "ADMIN_KEY", &Config::admin_key, 0, 0, nullptr, true,
+       "the key of the admin API (/admin/*: load, unload, swap models, aliases, reload); unset: admin API off"},
+      {"auth.admin_key_sha256", "ADMIN_KEY_SHA256", &Config::admin_key_sha256, 0, 0, nullptr, false,
+       "the admin key as its SHA-256 (64 hex digits; sha256sum of the key), instead of auth.admin_key"},
       {"logging.level", "LOG_LEVEL", &Config::log_level, 0, 0, "debug|info|warn|error", false, "least severe level logged"},
       {"logging.prompts", "LOG_PROMPTS", &Config::log_prompts, 0, 0, nullptr, false,
        "include prompt text in request log lines"},
@@ -118,6 +142,8 @@ const std::vector<Setting>& table() {
 
 // auth.keys is a list of maps, handled on its own.
 constexpr const char* kKeysPath = "auth.keys";
+// models.aliases is a map (alias -> {version: weight} or one version), handled on its own.
+constexpr const char* kAliasesPath = "models.aliases";
 const std::set<std::string> kKeyFields = {"name", "key", "sha256", "models", "requests_per_minute", "burst",
                                           "tokens_per_minute"};
 
@@ -165,6 +191,7 @@ std::string suggestion(const std::string& path) {
   };
   for (const auto& s : table()) consider(s.path);
   consider(kKeysPath);
+  consider(kAliasesPath);
   return best.empty() ? "" : " (did you mean '" + best + "'?)";
 }
 
@@ -324,6 +351,45 @@ void read_key_entry(const std::string& file, const YAML::Node& e, size_t idx, Co
   c.keys.push_back(std::move(k));
 }
 
+// models.aliases: {chat: {"chat@v1": 90, "chat@v2": 10}, fast: qwen2, c2: "chat@v1:90,chat@v2:10"}
+void read_aliases(const std::string& file, const YAML::Node& v, Config& c, std::vector<std::string>& problems) {
+  const std::string base = kAliasesPath;
+  if (!v.IsMap()) {
+    problems.push_back(where_yaml(file, v) + ": " + base +
+                       ": expected a map of alias -> {version: weight, ...} (or alias -> one model name)");
+    return;
+  }
+  for (const auto& kv : v) {
+    const std::string name = trim(node_text(kv.first));
+    const YAML::Node& t = kv.second;
+    AliasConfig a;
+    a.name = name;
+    if (t.IsScalar()) {
+      if (auto p = parse_alias(name + "=" + t.as<std::string>(), a); !p.empty())
+        problems.push_back(where_yaml(file, t) + ": " + base + "." + name + ": " + p);
+      else
+        c.aliases.push_back(std::move(a));
+      continue;
+    }
+    if (!t.IsMap()) {
+      problems.push_back(where_yaml(file, t) + ": " + base + "." + name +
+                         ": expected {version: weight, ...} or one model name");
+      continue;
+    }
+    for (const auto& e : t) {
+      const std::string ver = trim(node_text(e.first));
+      auto w = e.second.IsScalar() ? parse_int(e.second.as<std::string>()) : std::nullopt;
+      if (!w || *w < 0 || *w > 1000000) {
+        problems.push_back(where_yaml(file, e.second) + ": " + base + "." + name + "." + ver +
+                           ": expected a weight from 0 to 1000000");
+        continue;
+      }
+      a.versions.emplace_back(ver, *w);
+    }
+    c.aliases.push_back(std::move(a));
+  }
+}
+
 void walk(const std::string& file, const YAML::Node& node, const std::string& prefix, Config& c,
           std::vector<std::string>& problems) {
   for (const auto& kv : node) {
@@ -338,6 +404,11 @@ void walk(const std::string& file, const YAML::Node& node, const std::string& pr
       }
       size_t i = 0;
       for (const auto& e : v) read_key_entry(file, e, i++, c, problems);
+      continue;
+    }
+    if (path == kAliasesPath) {
+      if (v.IsNull()) continue;
+      read_aliases(file, v, c, problems);
       continue;
     }
     if (const Setting* s = find_setting(path)) {
@@ -399,6 +470,39 @@ void read_file_into(const std::string& file, Config& c, std::vector<std::string>
   walk(file, root, "", c, problems);
 }
 
+// "5m", "30s", "1h30m", "500ms", "0", "-1", "3600" (seconds): as engine's parse_keep_alive reads them.
+bool valid_duration(const std::string& text) {
+  std::string t = trim(text);
+  if (!t.empty() && (t[0] == '-' || t[0] == '+')) t.erase(0, 1);
+  if (t.empty()) return false;
+  size_t i = 0;
+  bool bare = false;
+  int parts = 0;
+  while (i < t.size()) {
+    const size_t d = i;
+    while (i < t.size() && (std::isdigit(static_cast<unsigned char>(t[i])) || t[i] == '.')) ++i;
+    if (i == d) return false;
+    const size_t u = i;
+    while (i < t.size() && std::isalpha(static_cast<unsigned char>(t[i]))) ++i;
+    const std::string unit = t.substr(u, i - u);
+    if (unit.empty()) bare = true;
+    else if (unit != "h" && unit != "m" && unit != "s" && unit != "ms" && unit != "us" && unit != "ns") return false;
+    ++parts;
+  }
+  return !bare || parts == 1;
+}
+
+bool valid_size(const std::string& text) {
+  const std::string t = lower(trim(text));
+  size_t i = 0;
+  while (i < t.size() && (std::isdigit(static_cast<unsigned char>(t[i])) || t[i] == '.')) ++i;
+  if (i == 0) return false;
+  const std::string unit = trim(t.substr(i));
+  for (const char* u : {"", "b", "k", "kb", "kib", "m", "mb", "mib", "g", "gb", "gib", "t", "tb", "tib"})
+    if (unit == u) return true;
+  return false;
+}
+
 void validate(const Config& c, std::vector<std::string>& problems) {
   std::set<std::string> names;
   for (const auto& k : c.keys)
@@ -411,6 +515,25 @@ void validate(const Config& c, std::vector<std::string>& problems) {
       problems.push_back(std::string(url) + ": expected redis://[:password@]host[:port][/db], got " +
                          (v.find('@') != std::string::npos ? std::string("a URL with credentials") : quoted(v)));
   }
+  std::set<std::string> alias_names;
+  for (const auto& a : c.aliases) {
+    if (a.name.empty()) problems.push_back(std::string(kAliasesPath) + ": an alias needs a name");
+    else if (!alias_names.insert(a.name).second)
+      problems.push_back(std::string(kAliasesPath) + ": the alias '" + a.name + "' is defined twice");
+    int64_t total = 0;
+    for (const auto& [v, w] : a.versions) total += w;
+    if (a.versions.empty() || total <= 0)
+      problems.push_back(std::string(kAliasesPath) + "." + a.name + ": needs at least one version with a weight above 0");
+  }
+  if (!c.keep_alive.empty() && !valid_duration(c.keep_alive))
+    problems.push_back("models.keep_alive: expected a duration such as 5m, 30s, 1h30m, 0 or -1, got " +
+                       quoted(c.keep_alive));
+  if (!c.memory_budget.empty() && !valid_size(c.memory_budget))
+    problems.push_back("models.memory_budget: expected a size such as 8GiB, 512MiB, 2GB or a number of bytes, got " +
+                       quoted(c.memory_budget));
+  if (!c.admin_key_sha256.empty() &&
+      (c.admin_key_sha256.size() != 64 || lower(c.admin_key_sha256).find_first_not_of("0123456789abcdef") != std::string::npos))
+    problems.push_back("auth.admin_key_sha256: expected 64 hex digits (sha256sum of the admin key)");
   if (c.rate_limit_burst > 0 && c.rate_limit_rpm == 0)
     problems.push_back("rate_limit.burst: set without rate_limit.requests_per_minute (the burst is on top of that rate)");
 }
@@ -443,6 +566,15 @@ Config load(const LoadInput& in) {
     if (auto p = set_text(c, s, it->second); !p.empty())
       problems.push_back(std::string("environment ") + s.env + " (" + s.path + "): " + p);
   }
+  if (auto it = in.env.find("MODEL_ALIASES"); it != in.env.end() && !it->second.empty()) {
+    std::istringstream list(it->second);  // NAME=V1:W1,V2:W2;NAME2=...
+    for (std::string one; std::getline(list, one, ';');) {
+      if (trim(one).empty()) continue;
+      AliasConfig a;
+      if (auto p = parse_alias(one, a); !p.empty()) problems.push_back("environment MODEL_ALIASES (models.aliases): " + p);
+      else c.aliases.push_back(std::move(a));
+    }
+  }
   if (auto it = in.env.find("API_KEYS"); it != in.env.end() && !it->second.empty()) {
     int i = 0;
     for (auto& key : split_list(it->second)) {
@@ -458,6 +590,16 @@ Config load(const LoadInput& in) {
       k.name = "cli-" + std::to_string(c.keys.size());
       k.key = value;
       c.keys.push_back(std::move(k));
+      continue;
+    }
+    if (path == kAliasesPath) {  // --alias NAME=VERSION:WEIGHT,... (repeatable; replaces an alias of that name)
+      AliasConfig a;
+      if (auto p = parse_alias(value, a); !p.empty()) {
+        problems.push_back("command line " + path + ": " + p);
+        continue;
+      }
+      std::erase_if(c.aliases, [&](const AliasConfig& x) { return x.name == a.name; });
+      c.aliases.push_back(std::move(a));
       continue;
     }
     const Setting* s = find_setting(path);
@@ -481,7 +623,7 @@ std::vector<std::string> check_file(const std::string& path) {
 }
 
 std::map<std::string, std::string> environment() {
-  std::set<std::string> wanted = {"LMHOST_CONFIG", "API_KEYS"};
+  std::set<std::string> wanted = {"LMHOST_CONFIG", "API_KEYS", "MODEL_ALIASES"};
   for (const auto& s : table())
     if (s.env) wanted.insert(s.env);
   std::map<std::string, std::string> out;
@@ -538,6 +680,16 @@ std::string to_yaml(const Config& c, bool redact) {
         },
         s.member);
     out << "\n";
+    if (path == "models.preload") {
+      out << "  aliases: {";
+      for (size_t i = 0; i < c.aliases.size(); ++i) {
+        out << (i ? ", " : "") << quoted(c.aliases[i].name) << ": {";
+        for (size_t j = 0; j < c.aliases[i].versions.size(); ++j)
+          out << (j ? ", " : "") << quoted(c.aliases[i].versions[j].first) << ": " << c.aliases[i].versions[j].second;
+        out << "}";
+      }
+      out << "}\n";
+    }
     if (path == "auth.keys_file") {
       out << "  keys:" << (c.keys.empty() ? " []" : "") << "\n";
       for (const auto& k : c.keys) {
@@ -562,7 +714,34 @@ std::vector<SettingInfo> settings() {
   std::vector<SettingInfo> out;
   for (const auto& s : table()) out.push_back({s.path, s.env ? s.env : "", s.help, s.secret});
   out.push_back({kKeysPath, "API_KEYS", "API keys: [{name, key | sha256, models, requests_per_minute, burst, tokens_per_minute}]", true});
+  out.push_back({kAliasesPath, "MODEL_ALIASES",
+                 "served names pointing at weighted versions: {chat: {chat@v1: 90, chat@v2: 10}}; environment "
+                 "NAME=VERSION:WEIGHT,...;NAME2=... (--alias, repeatable)"});
   return out;
+}
+
+std::string parse_alias(const std::string& text, AliasConfig& out) {
+  const size_t eq = text.find('=');
+  if (eq == std::string::npos || trim(text.substr(0, eq)).empty())
+    return "expected NAME=VERSION[:WEIGHT],VERSION[:WEIGHT]... (e.g. chat=chat@v1:90,chat@v2:10), got " + quoted(text);
+  out.name = trim(text.substr(0, eq));
+  out.versions.clear();
+  for (const auto& item : split_list(text.substr(eq + 1))) {
+    std::string ver = item;
+    int64_t w = 1;
+    // VERSION:WEIGHT when what follows the last ':' is a number (Ollama tags like qwen2.5:0.5b stay names)
+    if (const size_t c = item.rfind(':'); c != std::string::npos && c + 1 < item.size()) {
+      if (auto n = parse_int(item.substr(c + 1))) {
+        if (*n < 0 || *n > 1000000) return "the weight of '" + item.substr(0, c) + "' must be from 0 to 1000000";
+        ver = trim(item.substr(0, c));
+        w = *n;
+      }
+    }
+    if (ver.empty()) return "an empty version name in " + quoted(text);
+    out.versions.emplace_back(ver, w);
+  }
+  if (out.versions.empty()) return "the alias '" + out.name + "' lists no version";
+  return "";
 }
 
 }  // namespace lmhost::config

@@ -33,6 +33,13 @@ struct ApiKeyConfig {
   KeyLimits limits;
 };
 
+// A served name pointing at weighted model versions (models.aliases,
+// MODEL_ALIASES, --alias NAME=VERSION:WEIGHT,...): canary releases.
+struct AliasConfig {
+  std::string name;
+  std::vector<std::pair<std::string, int64_t>> versions;  // (model name, weight)
+};
+
 struct Config {
   // server.*
   std::string host = "127.0.0.1";
@@ -85,6 +92,18 @@ struct Config {
   int64_t upstream_health_interval_seconds = 15;
   int64_t upstream_cooldown_seconds = 10;
   int64_t upstream_failure_threshold = 3;
+  // Model lifecycle (engine/model_pool.h), aliases and the admin API.
+  std::string keep_alive;            // models.keep_alive (KEEP_ALIVE; "" = OLLAMA_KEEP_ALIVE, else 5m)
+  int64_t max_loaded_models = 0;     // models.max_loaded (MAX_LOADED_MODELS; 0 = OLLAMA_MAX_LOADED_MODELS, else no bound)
+  std::string memory_budget;         // models.memory_budget (MAX_MODEL_MEMORY: "8GiB"; "" = no bound)
+  std::string ollama_store;          // models.ollama_store (OLLAMA_MODELS)
+  std::vector<std::string> preload;  // models.preload (PRELOAD_MODELS; "*" = all)
+  std::vector<AliasConfig> aliases;  // models.aliases (MODEL_ALIASES, --alias)
+  int64_t embed_max_batch_tokens = 8192;  // embeddings.max_batch_tokens (MAX_BATCH_TOKENS)
+  int64_t embed_batch_wait_us = 2000;     // embeddings.batch_wait_us (BATCH_WAIT_US)
+  int64_t embed_max_queue = 1024;         // embeddings.max_queue (EMBED_MAX_QUEUE)
+  std::string admin_key;             // auth.admin_key (ADMIN_KEY): enables /admin/*
+  std::string admin_key_sha256;      // auth.admin_key_sha256 (ADMIN_KEY_SHA256): the same as its hash
 
   // The Redis used for rate limits (rate_limit.redis_url, else cache.redis_url).
   const std::string& limits_redis_url() const { return rate_limit_redis_url.empty() ? redis_url : rate_limit_redis_url; }
@@ -129,5 +148,9 @@ struct SettingInfo {
   bool secret = false;
 };
 std::vector<SettingInfo> settings();
+
+// "chat=chat@v1:90,chat@v2:10" (a version without :WEIGHT weighs 1) -> alias;
+// "" on success, else the problem.
+std::string parse_alias(const std::string& text, AliasConfig& out);
 
 }  // namespace lmhost::config
