@@ -8,6 +8,7 @@
 #include <mutex>
 #include <string>
 
+#include "tensor/encoder_kernels.h"
 #include "tensor/kernels.h"
 #include "util/error.h"
 #include "util/fp16.h"
@@ -82,6 +83,74 @@ struct Hasher {
   }
   void str(std::string_view s) { bytes(s.data(), s.size()); }
 };
+
+// Packs the row-major stack of `parts` (same K and type) into one PackedLinear,
+// with the parts' biases (zeros for a part without one; no bias at all when
+// none has one). False when the encoder GEMM cannot run this type here.
+bool pack_linear(std::initializer_list<std::pair<const TensorView*, const std::vector<float>*>> parts,
+                 PackedLinear& out) {
+  const EncoderKernels& ek = encoder_kernels();
+  const DType t = parts.begin()->first->type;
+  if (!((t == DType::F16 && ek.gemm_f16) || (t == DType::F32 && ek.gemm_f32))) return false;
+  const int64_t K = parts.begin()->first->ne[0];
+  int64_t N = 0;
+  bool any_bias = false;
+  for (const auto& [w, b] : parts) {
+    if (w->type != t || w->ne[0] != K) return false;
+    N += w->n_rows();
+    any_bias = any_bias || (b && !b->empty());
+  }
+  const size_t es = t == DType::F16 ? 2 : 4;
+  std::vector<uint8_t> rows;
+  const void* src = parts.begin()->first->data;
+  if (parts.size() > 1) {  // stack the parts row-major first
+    rows.resize(static_cast<size_t>(N) * K * es);
+    size_t off = 0;
+    for (const auto& [w, b] : parts) {
+      std::memcpy(rows.data() + off, w->data, static_cast<size_t>(w->n_rows()) * K * es);
+      off += static_cast<size_t>(w->n_rows()) * K * es;
+    }
+    src = rows.data();
+  }
+  out.type = t;
+  out.K = K;
+  out.N = N;
+  out.panels.resize(packed_bytes(t, N, K));
+  pack_panels(t, src, K * es, N, K, out.panels.data());
+  out.bias.clear();
+  if (any_bias) {
+    out.bias.assign(N, 0.0f);
+    int64_t r = 0;
+    for (const auto& [w, b] : parts) {
+      if (b && !b->empty()) std::copy(b->begin(), b->end(), out.bias.begin() + r);
+      r += w->n_rows();
+    }
+  }
+  return true;
+}
+
+// y (T x P.N, row stride ldy) = x (T x P.K) W^T + bias, over the pool: tasks
+// of up to 64 tokens x a group of panels.
+void run_packed(const PackedLinear& P, const float* x, int64_t T, float* y, int64_t ldy, ops::ThreadPool& pool) {
+  const EncoderKernels& ek = encoder_kernels();
+  const GemmPackedFn fn = P.type == DType::F16 ? ek.gemm_f16 : ek.gemm_f32;
+  const int64_t np = panel_count(P.N);
+  constexpr int64_t kTok = 64;
+  const int64_t ntb = (T + kTok - 1) / kTok;
+  int64_t g = 6;  // panels per task
+  while (g > 1 && ntb * ((np + g - 1) / g) < 4 * pool.n_threads()) g /= 2;
+  const int64_t ng = (np + g - 1) / g;
+  const size_t pb = static_cast<size_t>(P.K) * kPanelRows * (P.type == DType::F16 ? 2 : 4);
+  auto task = [&](int64_t i, int) {
+    const int64_t tb = i / ng, p0 = (i % ng) * g;
+    const int64_t t0 = tb * kTok, nt = std::min(kTok, T - t0);
+    const int64_t cols = std::min<int64_t>(g * kPanelRows, P.N - p0 * kPanelRows);
+    fn(P.panels.data() + p0 * pb, P.K, cols, x + t0 * P.K, P.K, nt, y + t0 * ldy + p0 * kPanelRows, ldy,
+       P.bias.empty() ? nullptr : P.bias.data() + p0 * kPanelRows);
+  };
+  if (ntb * ng == 1) task(0, 0);
+  else pool.parallel_for(ntb * ng, task);
+}
 
 }  // namespace
 
@@ -229,6 +298,21 @@ std::shared_ptr<EmbeddingModel> EmbeddingModel::load(std::shared_ptr<gguf::File>
     }
     L.out_norm_w = weights::load_vector(f, p + "layer_output_norm.weight", E, true);
     L.out_norm_b = weights::load_vector(f, p + "layer_output_norm.bias", E, false);
+    // Repack for the encoder GEMM where it runs (all of a layer or none of it).
+    PackedLinear qkv, o, up, gate, down;
+    const bool packed =
+        (L.wqkv.data ? pack_linear({{&L.wqkv, &L.bqkv}}, qkv)
+                     : pack_linear({{&L.wq, &L.bq}, {&L.wk, &L.bk}, {&L.wv, &L.bv}}, qkv)) &&
+        pack_linear({{&L.wo, &L.bo}}, o) && pack_linear({{&L.ffn_up, &L.ffn_up_b}}, up) &&
+        (!hp.nomic || pack_linear({{&L.ffn_gate, nullptr}}, gate)) &&
+        pack_linear({{&L.ffn_down, &L.ffn_down_b}}, down);
+    if (packed) {
+      L.p_qkv = std::move(qkv);
+      L.p_o = std::move(o);
+      L.p_up = std::move(up);
+      L.p_gate = std::move(gate);
+      L.p_down = std::move(down);
+    }
   }
   return m;
 }
@@ -293,30 +377,40 @@ void EmbeddingModel::forward(const std::vector<const std::vector<Token>*>& seqs,
                              Pooling pooling, bool normalize, std::vector<std::vector<float>*>& out) const {
   const EmbedHParams& hp = hp_;
   const int E = hp.n_embd, F = hp.n_ff, nh = hp.n_head, hd = hp.head_dim;
-  // Pack sequences back to back: token t belongs to sequence seq_of[t] starting at start_of[t].
+  // Pack sequences back to back: token t is at position pos_of[t] of its sequence.
   int64_t T = 0;
   int max_len = 0;
   for (auto* s : seqs) {
     T += static_cast<int64_t>(s->size());
     max_len = std::max(max_len, static_cast<int>(s->size()));
   }
-  std::vector<int32_t> start_of(T), len_of(T), pos_of(T);
+  std::vector<int32_t> pos_of(T);
   std::vector<Token> toks(T);
   {
     int64_t t = 0;
     for (auto* s : seqs) {
-      const int32_t st = static_cast<int32_t>(t), n = static_cast<int32_t>(s->size());
+      const int32_t n = static_cast<int32_t>(s->size());
       for (int32_t j = 0; j < n; ++j, ++t) {
-        start_of[t] = st;
-        len_of[t] = n;
         pos_of[t] = j;
         toks[t] = (*s)[j];
       }
     }
   }
-  std::vector<float> x(T * E), h(T * E), q(T * E), k(T * E), v(T * E), att(T * E), o(T * E);
-  std::vector<float> u(T * F), g(hp.nomic ? T * F : 0), qkv(hp.nomic ? T * 3 * E : 0);
-  std::vector<float> scores(static_cast<size_t>(max_len) * pool.n_threads());
+  const EncoderKernels& ek = encoder_kernels();
+  const bool packed = !layers_.empty() && !layers_[0].p_qkv.empty();
+  // qkv: T rows of [q | k | v] (3E) on the packed path and for fused QKV
+  // weights; else q, k, v in separate T x E buffers.
+  const bool fused = packed || hp.nomic;
+  std::vector<float> x(T * E), h(T * E), att(T * E), o(T * E);
+  std::vector<float> qkv(fused ? T * 3 * E : 0), q(fused ? 0 : T * E), k(fused ? 0 : T * E), v(fused ? 0 : T * E);
+  std::vector<float> u(T * F), g(hp.nomic ? T * F : 0);
+  float* qp = fused ? qkv.data() : q.data();
+  float* kp = fused ? qkv.data() + E : k.data();
+  float* vp = fused ? qkv.data() + 2 * E : v.data();
+  const int64_t ld = fused ? 3 * E : E;
+  const int64_t scratch_n = attn_scratch_floats(max_len, hd);
+  std::vector<float> scratch(static_cast<size_t>(scratch_n) * pool.n_threads());
+  ops::ThreadPool::Busy busy(pool);
   auto rows = [&](auto&& fn) {
     if (T >= 4) pool.parallel_for(T, [&](int64_t t, int) { fn(t); });
     else for (int64_t t = 0; t < T; ++t) fn(t);
@@ -333,20 +427,26 @@ void EmbeddingModel::forward(const std::vector<const std::vector<Token>*>& seqs,
     }
     ops::layernorm(xr, embd_norm_w_.data(), nb, xr, E, hp.norm_eps);
   });
+  // Sequence starts (attention runs per sequence and head).
+  std::vector<int64_t> seq_start;
+  seq_start.reserve(seqs.size());
+  {
+    int64_t t = 0;
+    for (auto* sq : seqs) {
+      seq_start.push_back(t);
+      t += static_cast<int64_t>(sq->size());
+    }
+  }
 
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
   auto opt = [](const std::vector<float>& b) { return b.empty() ? nullptr : b.data(); };
   for (int l = 0; l < hp.n_layer; ++l) {
     const EncoderLayer& L = layers_[l];
-    if (L.wqkv.data) {
+    if (packed) {
+      run_packed(L.p_qkv, x.data(), T, qkv.data(), 3 * E, pool);
+    } else if (L.wqkv.data) {
       ops::matmul(L.wqkv, x.data(), qkv.data(), T, pool);
-      rows([&](int64_t t) {
-        float* r = qkv.data() + t * 3 * E;
-        if (!L.bqkv.empty()) ops::add(r, L.bqkv.data(), 3 * E);
-        std::memcpy(q.data() + t * E, r, E * sizeof(float));
-        std::memcpy(k.data() + t * E, r + E, E * sizeof(float));
-        std::memcpy(v.data() + t * E, r + 2 * E, E * sizeof(float));
-      });
+      if (!L.bqkv.empty()) rows([&](int64_t t) { ops::add(qkv.data() + t * 3 * E, L.bqkv.data(), 3 * E); });
     } else {
       ops::matmul(L.wq, x.data(), q.data(), T, pool);
       ops::matmul(L.wk, x.data(), k.data(), T, pool);
@@ -359,48 +459,42 @@ void EmbeddingModel::forward(const std::vector<const std::vector<Token>*>& seqs,
     }
     if (hp.nomic) {
       rows([&](int64_t t) {
-        rope_.apply(q.data() + t * E, nh, hd, pos_of[t]);
-        rope_.apply(k.data() + t * E, nh, hd, pos_of[t]);
+        rope_.apply(qp + t * ld, nh, hd, pos_of[t]);
+        rope_.apply(kp + t * ld, nh, hd, pos_of[t]);
       });
     }
-    pool.parallel_for(T * nh, [&](int64_t task, int thread) {
-      const int64_t t = task / nh;
+    pool.parallel_for(static_cast<int64_t>(seqs.size()) * nh, [&](int64_t task, int thread) {
+      const int64_t si = task / nh;
       const int hh = static_cast<int>(task % nh);
-      ops::KVView kv;
-      kv.k = k.data() + static_cast<int64_t>(start_of[t]) * E;
-      kv.v = v.data() + static_cast<int64_t>(start_of[t]) * E;
-      kv.type = DType::F32;
-      kv.k_row_stride = E;
-      kv.v_row_stride = E;
-      ops::attend_head(q.data() + t * E + static_cast<int64_t>(hh) * hd, att.data() + t * E + static_cast<int64_t>(hh) * hd,
-                       kv, hh, hd, hd, len_of[t], scale, scores.data() + static_cast<size_t>(thread) * max_len);
+      const int64_t t0 = seq_start[si];
+      const int64_t off = t0 * ld + static_cast<int64_t>(hh) * hd;
+      ek.attn(qp + off, kp + off, vp + off, ld, att.data() + t0 * E + static_cast<int64_t>(hh) * hd, E,
+              static_cast<int>(seqs[si]->size()), hd, scale, scratch.data() + static_cast<size_t>(thread) * scratch_n);
     });
-    ops::matmul(L.wo, att.data(), o.data(), T, pool);
+    if (packed) run_packed(L.p_o, att.data(), T, o.data(), E, pool);
+    else ops::matmul(L.wo, att.data(), o.data(), T, pool);
+    const float* bo = packed ? nullptr : opt(L.bo);  // packed: the bias is in the GEMM
     rows([&](int64_t t) {
-      float* orow = o.data() + t * E;
-      float* xr = x.data() + t * E;
-      if (!L.bo.empty()) ops::add(orow, L.bo.data(), E);
-      ops::add(orow, xr, E);
-      ops::layernorm(orow, L.attn_norm_w.data(), opt(L.attn_norm_b), xr, E, hp.norm_eps);  // x = ffn input
+      ek.add_norm(x.data() + t * E, o.data() + t * E, bo, L.attn_norm_w.data(), opt(L.attn_norm_b), E, hp.norm_eps);
     });
-    ops::matmul(L.ffn_up, x.data(), u.data(), T, pool);
+    if (packed) run_packed(L.p_up, x.data(), T, u.data(), F, pool);
+    else ops::matmul(L.ffn_up, x.data(), u.data(), T, pool);
     if (hp.nomic) {
-      ops::matmul(L.ffn_gate, x.data(), g.data(), T, pool);
+      if (packed) run_packed(L.p_gate, x.data(), T, g.data(), F, pool);
+      else ops::matmul(L.ffn_gate, x.data(), g.data(), T, pool);
       rows([&](int64_t t) { ops::swiglu(g.data() + t * F, u.data() + t * F, u.data() + t * F, F); });
     } else {
       rows([&](int64_t t) {
         float* ur = u.data() + t * F;
-        if (!L.ffn_up_b.empty()) ops::add(ur, L.ffn_up_b.data(), F);
-        ops::gelu(ur, F);
+        if (!packed && !L.ffn_up_b.empty()) ops::add(ur, L.ffn_up_b.data(), F);
+        ek.gelu(ur, F);
       });
     }
-    ops::matmul(L.ffn_down, u.data(), o.data(), T, pool);
+    if (packed) run_packed(L.p_down, u.data(), T, o.data(), E, pool);
+    else ops::matmul(L.ffn_down, u.data(), o.data(), T, pool);
+    const float* bd = packed ? nullptr : opt(L.ffn_down_b);
     rows([&](int64_t t) {
-      float* orow = o.data() + t * E;
-      float* xr = x.data() + t * E;
-      if (!L.ffn_down_b.empty()) ops::add(orow, L.ffn_down_b.data(), E);
-      ops::add(orow, xr, E);
-      ops::layernorm(orow, L.out_norm_w.data(), opt(L.out_norm_b), xr, E, hp.norm_eps);
+      ek.add_norm(x.data() + t * E, o.data() + t * E, bd, L.out_norm_w.data(), opt(L.out_norm_b), E, hp.norm_eps);
     });
   }
 

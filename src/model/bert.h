@@ -47,7 +47,19 @@ struct EmbedHParams {
   int n_rot = 0;                    // nomic-bert
 };
 
+// A linear layer repacked at load time for the encoder GEMM
+// (tensor/encoder_kernels.h: F16 / F32 weights on AVX-512 CPUs); empty when
+// ops::matmul runs it instead. Q, K and V are packed as one [3E x E] matrix.
+struct PackedLinear {
+  DType type = DType::F32;
+  int64_t K = 0, N = 0;
+  std::vector<uint8_t> panels;
+  std::vector<float> bias;  // N values, or empty
+  bool empty() const { return panels.empty(); }
+};
+
 struct EncoderLayer {
+  PackedLinear p_qkv, p_o, p_up, p_gate, p_down;  // all set, or all empty
   TensorView wq, wk, wv, wqkv, wo;  // wqkv (nomic) or wq/wk/wv (bert)
   std::vector<float> bq, bk, bv, bqkv, bo;  // empty when absent
   std::vector<float> attn_norm_w, attn_norm_b;    // attn_output_norm
