@@ -13,6 +13,12 @@
 // passes) so a decode figure can be expressed as a fraction of the limit:
 //   weight bytes read per token x tg tokens/s / bandwidth.
 // Without -m, only the bandwidth is measured.
+//
+// For an embedding model (bert, nomic-bert) the figure is embeddings per
+// second: -b inputs of -p tokens each (random token ids, clamped to the
+// model's context) embedded in one call, median of -r repetitions after a
+// warm-up; the time is the encoder pass alone (no tokenizer, no HTTP), as
+// llama-embedding's "prompt eval time" measures it.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -30,6 +36,7 @@
 
 #include "cli/command.h"
 #include "gguf/gguf.h"
+#include "model/bert.h"
 #include "model/model.h"
 #include "ops/thread_pool.h"
 #include "tensor/kernels.h"
@@ -47,6 +54,7 @@ struct BenchArgs {
   bool json = false;
   bool membw = false;
   int membw_mib = 1024;
+  int batch = 32;  // embedding models: inputs per call
 };
 
 using Clock = std::chrono::steady_clock;
@@ -165,6 +173,56 @@ size_t bytes_per_token(const Model& m) {
   return n;
 }
 
+int run_embed_bench(const BenchArgs& a, std::shared_ptr<gguf::File> file, int threads, nlohmann::ordered_json& out) {
+  if (a.batch < 1) throw Error("bench: -b must be at least 1");
+  auto model = EmbeddingModel::load(file);
+  const EmbedHParams& hp = model->hparams();
+  const int len = std::clamp(a.n_prompt > 0 ? a.n_prompt : 128, 1, hp.n_ctx_train);
+  ops::ThreadPool pool(threads);
+  std::mt19937 rng(1234);
+  std::uniform_int_distribution<int> pick(1000 < hp.n_vocab ? 1000 : 0, hp.n_vocab - 1);
+  std::vector<std::vector<Token>> batch(a.batch);
+  for (auto& s : batch) {
+    s.resize(len);
+    for (auto& t : s) t = pick(rng);
+  }
+  auto run = [&] {
+    const auto t0 = Clock::now();
+    auto v = model->embed(batch, pool);
+    const double s = seconds_since(t0);
+    if (v.size() != batch.size()) throw Error("bench: embedding count mismatch");
+    return s;
+  };
+  run();  // warm-up
+  std::vector<double> eps;
+  for (int r = 0; r < a.reps; ++r) eps.push_back(a.batch / run());
+  const double m = median(eps);
+  auto r2 = [](double v) { return std::round(v * 100.0) / 100.0; };
+  out["model"] = a.model;
+  out["arch"] = hp.arch_name;
+  out["type"] = model_type(*file);
+  out["file_size"] = file->file_size();
+  out["threads"] = threads;
+  out["isa"] = isa_name(kernels().isa);
+  out["reps"] = a.reps;
+  out["input_tokens"] = len;
+  out["batch"] = a.batch;
+  out["embeddings_per_s"] = r2(m);
+  out["embed_tokens_per_s"] = r2(m * len);
+  out["embed_samples"] = eps;
+  if (a.json) {
+    std::printf("%s\n", out.dump().c_str());
+    return 0;
+  }
+  if (out.contains("membw_gb_per_s"))
+    std::printf("memory read bandwidth: %.2f GB/s (%d threads)\n", out["membw_gb_per_s"].get<double>(), threads);
+  std::printf("model: %s (%s %s, %.1f MiB, %d threads, %s)\n", a.model.c_str(), hp.arch_name.c_str(),
+              out["type"].get<std::string>().c_str(), file->file_size() / 1048576.0, threads, isa_name(kernels().isa));
+  std::printf("embed %d x %d tokens: %10.2f embeddings/s (%.0f tokens/s, median of %d)\n", a.batch, len, m, m * len,
+              a.reps);
+  return 0;
+}
+
 int run_bench(const BenchArgs& a) {
   if (a.model.empty() && !a.membw) throw Error("bench: give a model with -m FILE, or --membw");
   if (a.n_prompt < 0 || a.n_gen < 0) throw Error("bench: -p and -n must not be negative");
@@ -176,8 +234,11 @@ int run_bench(const BenchArgs& a) {
     bw = measure_read_bandwidth(threads, std::max(64, a.membw_mib));
     out["membw_gb_per_s"] = std::round(bw / 1e7) / 100.0;
   }
+  std::shared_ptr<gguf::File> efile;
+  if (!a.model.empty()) efile = gguf::File::open(a.model);
+  if (efile && is_embedding_model(*efile)) return run_embed_bench(a, efile, threads, out);
   if (!a.model.empty()) {
-    auto file = gguf::File::open(a.model);
+    auto file = efile;
     auto model = Model::load(file);
     const int nv = model->hparams().n_vocab;
     const int n_ctx = std::max(1, std::max(a.n_prompt, a.n_gen) + 1);
@@ -267,12 +328,13 @@ int run_bench(const BenchArgs& a) {
 
 const bool registered = register_command({
     "bench",
-    "Measure prompt processing and generation speed (llama-bench's pp/tg), and memory bandwidth",
+    "Measure prompt processing and generation speed (llama-bench's pp/tg), embeddings/s, and memory bandwidth",
     [](CLI::App& sub) -> std::function<int()> {
       auto a = std::make_shared<BenchArgs>();
       sub.add_option("-m,--model", a->model, "GGUF model file");
       sub.add_option("-p,--n-prompt", a->n_prompt, "Prompt tokens evaluated in one batch (0: skip)")->capture_default_str();
       sub.add_option("-n,--n-gen", a->n_gen, "Tokens generated one at a time (0: skip)")->capture_default_str();
+      sub.add_option("-b,--batch", a->batch, "Embedding models: inputs per call (-p tokens each)")->capture_default_str();
       sub.add_option("-t,--threads", a->threads, "Threads (default: physical cores)");
       sub.add_option("-r,--repetitions", a->reps, "Repetitions (the median is reported)")->capture_default_str();
       sub.add_flag("--json", a->json, "Print one JSON object");
