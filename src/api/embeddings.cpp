@@ -15,6 +15,7 @@
 #include <cstring>
 
 #include "api/common.h"
+#include "api/upstream_proxy.h"
 #include "engine/embed_batcher.h"
 #include "gateway/embed_cache.h"
 
@@ -313,12 +314,14 @@ void register_embeddings(server::Router& r, std::shared_ptr<Ctx> ctx) {
 
   r.add("POST", "/v1/embeddings", [ctx](HttpRequest& req) {
     json b = parse_body(req);
+    if (auto up = maybe_proxy(*ctx, req, b, ProxyEndpoint::OpenAIEmbeddings)) return std::move(*up);
     auto it = b.find("input");
     const json input = it == b.end() ? json() : *it;
     return run(*ctx, prepare(*ctx, b, input, Flavor::OpenAI, /*truncate=*/true), Flavor::OpenAI);
   });
   r.add("POST", "/api/embed", [ctx](HttpRequest& req) {
     json b = parse_body(req);
+    if (auto up = maybe_proxy(*ctx, req, b, ProxyEndpoint::OllamaEmbed)) return std::move(*up);
     (void)opt_string(b, "keep_alive");  // accepted; models stay loaded
     if (auto o = b.find("options"); o != b.end() && !o->is_null() && !o->is_object())
       throw Error("'options' must be an object", 400);
@@ -329,6 +332,7 @@ void register_embeddings(server::Router& r, std::shared_ptr<Ctx> ctx) {
   });
   r.add("POST", "/api/embeddings", [ctx](HttpRequest& req) {
     json b = parse_body(req);
+    if (auto up = maybe_proxy(*ctx, req, b, ProxyEndpoint::OllamaEmbeddings)) return std::move(*up);
     if (auto o = b.find("options"); o != b.end() && !o->is_null() && !o->is_object())
       throw Error("'options' must be an object", 400);
     auto it = b.find("prompt");

@@ -1,15 +1,17 @@
 // Requests for models served by upstreams (gateway/upstream.h): passed through
-// to an upstream of the request's flavour, else translated (OpenAI chat <->
-// Ollama chat, JSON and streams: SSE <-> NDJSON). Internal to src/api/.
+// to an upstream of the request's flavour, else translated
+// (gateway/upstream_translate.h: chat, completions <-> generate, embeddings;
+// JSON and streams: SSE <-> NDJSON). Internal to src/api/.
 #pragma once
 
 #include <optional>
 
 #include "api/common.h"
+#include "gateway/upstream_translate.h"
 
 namespace lmhost::api {
 
-enum class ProxyEndpoint { OpenAIChat, OpenAICompletions, OllamaChat, OllamaGenerate };
+using ProxyEndpoint = gateway::Endpoint;
 
 // A response when `body`'s model is not served here but by an upstream;
 // nullopt otherwise (local models win on name clashes).

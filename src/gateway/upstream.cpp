@@ -6,10 +6,12 @@
 #include <algorithm>
 #include <random>
 #include <set>
+#include <tuple>
 
 #include <nlohmann/json.hpp>
 
 #include "observe/log.h"
+#include "observe/metrics.h"
 #include "util/error.h"
 
 namespace lmhost::gateway {
@@ -72,7 +74,11 @@ size_t proxy_write(char* p, size_t sz, size_t n, void* ud) {
   if (a.st->cancelled.load()) return 0;
   long status = 0;
   curl_easy_getinfo(a.h, CURLINFO_RESPONSE_CODE, &status);
-  if (status >= 500) return 0;  // a failure: retried elsewhere, nothing passed on
+  if (judge_status(status).verdict != Verdict::Serve) {  // retried elsewhere: nothing passed on
+    if (a.buf.size() > (1u << 16)) return 0;  // error bodies are short; keep the start for the message
+    a.buf.append(p, sz * n);
+    return sz * n;
+  }
   if (!a.stream) {
     a.buf.append(p, sz * n);
     return sz * n;
@@ -90,6 +96,8 @@ int proxy_progress(void* ud, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
   return static_cast<Attempt*>(ud)->st->cancelled.load() ? 1 : 0;
 }
 
+}  // namespace
+
 // Ollama's naming: NAME means NAME:latest.
 bool same_model(const std::string& listed, const std::string& asked) {
   if (listed == asked) return true;
@@ -102,7 +110,32 @@ bool same_model(const std::string& listed, const std::string& asked) {
   return base(listed) == base(asked);
 }
 
-}  // namespace
+StatusPolicy judge_status(long status) {
+  if (status <= 0) return {Verdict::RetrySame, true};              // no answer: connection error
+  if (status >= 500 || status == 408) return {Verdict::RetrySame, true};
+  if (status == 404 || status == 429) return {Verdict::NextUpstream, false};  // model gone / busy: it is up
+  if (status == 401 || status == 403) return {Verdict::NextUpstream, true};   // our key to it is refused
+  return {Verdict::Serve, false};  // 2xx, 3xx, and the request's own fault (400, 413, 422, ...)
+}
+
+std::vector<size_t> balance_order(const std::vector<CandidateInfo>& c, Balance b, UpstreamKind prefer, uint64_t turn) {
+  std::vector<size_t> idx(c.size());
+  if (c.empty()) return idx;
+  // Rotate by the turn (ties go round), then stable-sort by (unhealthy, [in flight,] other kind).
+  for (size_t i = 0; i < c.size(); ++i) idx[i] = (i + turn) % c.size();
+  const bool least = b == Balance::LeastOutstanding;
+  auto key = [&](size_t i) {
+    return std::make_tuple(c[i].healthy ? 0 : 1, least ? c[i].in_flight : int64_t{0}, c[i].kind == prefer ? 0 : 1);
+  };
+  std::stable_sort(idx.begin(), idx.end(), [&](size_t x, size_t y) { return key(x) < key(y); });
+  return idx;
+}
+
+Balance parse_balance(const std::string& s) {
+  if (s == "round_robin" || s.empty()) return Balance::RoundRobin;
+  if (s == "least_outstanding") return Balance::LeastOutstanding;
+  throw Error("upstream.balance: expected round_robin or least_outstanding, got '" + s + "'", 400);
+}
 
 const char* upstream_kind_name(UpstreamKind k) { return k == UpstreamKind::OpenAI ? "openai" : "ollama"; }
 
@@ -118,6 +151,39 @@ UpstreamSpec parse_upstream(const std::string& s) {
   if (const size_t hash = rest.find('#'); hash != std::string::npos) {
     u.key = rest.substr(hash + 1);
     rest.resize(hash);
+  }
+  if (const size_t q = rest.find('?'); q != std::string::npos) {  // ?prefix=P&models=A+B=C
+    const std::string query = rest.substr(q + 1);
+    rest.resize(q);
+    size_t i = 0;
+    while (i <= query.size()) {
+      size_t j = query.find('&', i);
+      if (j == std::string::npos) j = query.size();
+      const std::string kv = query.substr(i, j - i);
+      i = j + 1;
+      if (kv.empty()) continue;
+      const size_t eq = kv.find('=');
+      const std::string k = kv.substr(0, eq), v = eq == std::string::npos ? "" : kv.substr(eq + 1);
+      if (k == "prefix") {
+        u.prefix = v;
+      } else if (k == "models") {
+        size_t a = 0;
+        while (a <= v.size()) {
+          size_t b = v.find('+', a);
+          if (b == std::string::npos) b = v.size();
+          const std::string m = v.substr(a, b - a);
+          a = b + 1;
+          if (m.empty()) continue;
+          const size_t e = m.find('=');
+          if (e == std::string::npos) u.models.emplace_back("", m);
+          else if (e == 0 || e + 1 == m.size())
+            throw Error("upstream '" + s + "': models entry '" + m + "' must be NAME or LOCAL=REMOTE", 400);
+          else u.models.emplace_back(m.substr(0, e), m.substr(e + 1));
+        }
+      } else {
+        throw Error("upstream '" + s + "': unknown option '" + k + "' (expected prefix=P or models=A+LOCAL=REMOTE)", 400);
+      }
+    }
   }
   if (rest.find("://") == std::string::npos) rest = "http://" + rest;
   if (rest.rfind("http://", 0) != 0 && rest.rfind("https://", 0) != 0)
@@ -140,7 +206,32 @@ bool Upstream::healthy() const {
 
 std::vector<std::string> Upstream::models() const {
   std::lock_guard lk(mu_);
-  return models_;
+  std::vector<std::string> out;
+  for (const auto& m : models_) out.push_back(m.first);
+  return out;
+}
+
+std::optional<std::string> Upstream::remote_name(const std::string& asked) const {
+  std::lock_guard lk(mu_);
+  for (const auto& m : models_)
+    if (same_model(m.first, asked)) return m.second;
+  return std::nullopt;
+}
+
+void Upstream::set_listed(const std::vector<std::string>& listed) {
+  std::vector<std::pair<std::string, std::string>> offered;
+  if (spec.models.empty()) {
+    for (const auto& r : listed) offered.emplace_back(spec.prefix + r, r);
+  } else {
+    for (const auto& [local, remote] : spec.models)
+      for (const auto& r : listed)
+        if (same_model(r, remote)) {
+          offered.emplace_back(local.empty() ? spec.prefix + remote : local, r);
+          break;
+        }
+  }
+  std::lock_guard lk(mu_);
+  models_ = std::move(offered);
 }
 
 void Upstream::success() {
@@ -213,10 +304,7 @@ bool Upstreams::refresh(Upstream& u) {
     return false;
   }
   const bool was_up = u.up();
-  {
-    std::lock_guard lk(u.mu_);
-    u.models_ = std::move(names);
-  }
+  u.set_listed(names);
   u.success();
   if (!was_up)
     observe::log_info("upstream up", {{"backend", u.name()}, {"models", static_cast<int64_t>(u.models().size())}});
@@ -268,14 +356,12 @@ std::vector<std::shared_ptr<Upstream>> Upstreams::candidates(const std::string& 
       }
   }
   if (offering.empty()) return {};
-  // Round-robin: rotate by a counter, then stable-sort by (unhealthy, other kind).
-  const size_t k = rr_.fetch_add(1) % offering.size();
-  std::rotate(offering.begin(), offering.begin() + static_cast<ptrdiff_t>(k), offering.end());
-  std::stable_sort(offering.begin(), offering.end(), [prefer](const auto& a, const auto& b) {
-    auto rank = [prefer](const Upstream& u) { return (u.healthy() ? 0 : 2) + (u.spec.kind == prefer ? 0 : 1); };
-    return rank(*a) < rank(*b);
-  });
-  return offering;
+  std::vector<CandidateInfo> info;
+  for (const auto& u : offering) info.push_back({u->healthy(), u->in_flight(), u->spec.kind});
+  const auto order = balance_order(info, opts_.balance, prefer, rr_.fetch_add(1));
+  std::vector<std::shared_ptr<Upstream>> out;
+  for (size_t i : order) out.push_back(offering[i]);
+  return out;
 }
 
 std::shared_ptr<ProxyState> Upstreams::start_proxy(const std::string& model, UpstreamKind prefer, ProxyPlan plan) {
@@ -291,16 +377,22 @@ void Upstreams::run_proxy(std::shared_ptr<ProxyState> st, std::vector<std::share
                           ProxyPlan plan, UpstreamOptions opts_) {
   thread_local std::mt19937_64 rng{std::random_device{}()};
   std::string last_error = "no upstream offers this model";
-  int tries = 0;
+  std::string cannot;      // why an upstream could not take this request (no translation)
+  int tries = 0, retries = 0;
+  int answered = 0, not_found = 0;  // HTTP answers that were not served, and how many of them were 404
   for (const auto& up : cands) {
     auto [path, body] = plan.build(*up);
-    if (path.empty()) continue;
+    if (path.empty()) {  // this upstream cannot take it; `body` says why
+      if (cannot.empty()) cannot = body;
+      continue;
+    }
     for (int i = 0; i < opts_.attempts_per_upstream; ++i) {
       if (st->cancelled.load()) break;
-      if (tries > 0) {  // exponential backoff with jitter
-        const int64_t base = opts_.backoff_base.count() << std::min(tries - 1, 6);
+      if (i > 0) {  // a retry on the same upstream: exponential backoff with jitter
+        const int64_t base = opts_.backoff_base.count() << std::min(retries, 6);
         std::uniform_int_distribution<int64_t> jitter(0, base);
         std::this_thread::sleep_for(std::chrono::milliseconds(base + jitter(rng)));
+        ++retries;
       }
       ++tries;
       CurlHandle c;
@@ -319,7 +411,9 @@ void Upstreams::run_proxy(std::shared_ptr<ProxyState> st, std::vector<std::share
       curl_easy_setopt(c.h, CURLOPT_NOPROGRESS, 0L);
       curl_easy_setopt(c.h, CURLOPT_XFERINFOFUNCTION, proxy_progress);
       curl_easy_setopt(c.h, CURLOPT_XFERINFODATA, &a);
+      ++up->in_flight_;
       const CURLcode rc = curl_easy_perform(c.h);
+      --up->in_flight_;
       long status = 0;
       curl_easy_getinfo(c.h, CURLINFO_RESPONSE_CODE, &status);
       if (a.committed) {  // streaming: the client has bytes; whatever happened, this is the answer
@@ -334,7 +428,12 @@ void Upstreams::run_proxy(std::shared_ptr<ProxyState> st, std::vector<std::share
         return;
       }
       if (st->cancelled.load()) break;
-      if (rc == CURLE_OK && status > 0 && status < 500) {
+      // The HTTP status when the answer is usable (complete, or an error answer
+      // cut short on purpose); 0 when the transfer itself failed.
+      const bool http_answer =
+          status > 0 && (rc == CURLE_OK || (rc == CURLE_WRITE_ERROR && judge_status(status).verdict != Verdict::Serve));
+      const StatusPolicy pol = judge_status(http_answer ? status : 0);
+      if (pol.verdict == Verdict::Serve) {
         commit(a, status);
         up->success();
         ++up->served_;
@@ -346,12 +445,25 @@ void Upstreams::run_proxy(std::shared_ptr<ProxyState> st, std::vector<std::share
         st->wake();
         return;
       }
-      last_error = rc != CURLE_OK && !(rc == CURLE_WRITE_ERROR && status >= 500)
-                       ? std::string(curl_easy_strerror(rc))
-                       : "HTTP " + std::to_string(status);
-      observe::log_warn("upstream attempt failed", {{"backend", up->name()}, {"error", last_error},
-                                                    {"attempt", static_cast<int64_t>(tries)}});
-      up->failure(opts_.cooldown, opts_.failure_threshold);
+      if (http_answer) {
+        ++answered;
+        if (status == 404) ++not_found;
+        std::string msg = a.buf.substr(0, 300);
+        auto j = nlohmann::json::parse(a.buf, nullptr, false);
+        if (j.is_object() && j.contains("error")) {
+          const auto& e = j["error"];
+          if (e.is_string()) msg = e.get<std::string>();
+          else if (e.is_object() && e.contains("message") && e["message"].is_string()) msg = e["message"].get<std::string>();
+        }
+        last_error = "HTTP " + std::to_string(status) + (msg.empty() ? "" : ": " + msg);
+      } else {
+        last_error = rc != CURLE_OK ? std::string(curl_easy_strerror(rc)) : "HTTP " + std::to_string(status);
+      }
+      observe::log_warn("upstream attempt failed",
+                        {{"backend", up->name()}, {"error", last_error}, {"attempt", static_cast<int64_t>(tries)},
+                         {"next", pol.verdict == Verdict::NextUpstream ? "next upstream" : "retry"}});
+      if (pol.health_failure) up->failure(opts_.cooldown, opts_.failure_threshold);
+      if (pol.verdict == Verdict::NextUpstream) break;
       if (!up->healthy()) break;  // circuit open: next upstream
     }
     if (st->cancelled.load()) break;
@@ -360,9 +472,30 @@ void Upstreams::run_proxy(std::shared_ptr<ProxyState> st, std::vector<std::share
     std::lock_guard lk(st->mu);
     st->failed = true;
     st->done = true;
-    st->error = "every upstream failed (last: " + last_error + ")";
+    if (tries == 0 && !cannot.empty()) {
+      st->error_status = 400;
+      st->error = "no upstream can take this request: " + cannot;
+    } else if (answered > 0 && answered == not_found && answered == tries) {
+      st->error_status = 404;
+      st->error = "not found on any upstream (last: " + last_error + ")";
+    } else {
+      st->error = "every upstream failed (last: " + last_error + ")";
+    }
   }
   st->wake();
+}
+
+void add_upstream_metrics(observe::Registry& reg, std::shared_ptr<Upstreams> ups) {
+  auto& in_flight = reg.gauge("lmhost_upstream_in_flight", "Requests being sent to or relayed from an upstream now.",
+                              {"backend"});
+  auto& up = reg.gauge("lmhost_upstream_up", "1 when an upstream answered its last health check or request.",
+                       {"backend"});
+  reg.on_collect([&in_flight, &up, ups] {
+    for (const auto& u : ups->all()) {
+      in_flight.set({u->name()}, static_cast<double>(u->in_flight()));
+      up.set({u->name()}, u->up() ? 1 : 0);
+    }
+  });
 }
 
 }  // namespace lmhost::gateway

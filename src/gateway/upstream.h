@@ -14,9 +14,14 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
+
+namespace lmhost::observe {
+class Registry;
+}
 
 namespace lmhost::gateway {
 
@@ -27,11 +32,45 @@ struct UpstreamSpec {
   UpstreamKind kind = UpstreamKind::Ollama;
   std::string url;  // base URL without a trailing '/', e.g. http://127.0.0.1:11434
   std::string key;  // bearer key (OpenAI), may be empty
+  // Names: without `models`, every model the upstream lists is offered as
+  // prefix + its name; with `models`, only those (local name, upstream name)
+  // pairs are (an empty local name means prefix + the upstream name).
+  std::string prefix;
+  std::vector<std::pair<std::string, std::string>> models;
 };
 
-// "ollama:URL", "openai:URL" or "openai:URL#KEY" (a bare URL is Ollama);
-// Error(400) when malformed.
+// "KIND:URL[?prefix=P&models=M1+M2...][#KEY]" with KIND ollama or openai (a
+// bare URL is Ollama); each Mi is NAME or LOCAL=REMOTE. Error(400) when malformed.
 UpstreamSpec parse_upstream(const std::string& s);
+
+// Ollama's naming: NAME and NAME:latest are the same model.
+bool same_model(const std::string& listed, const std::string& asked);
+
+// What to do with an upstream's HTTP answer (0: no answer, a connection error).
+enum class Verdict {
+  Serve,         // pass it to the client (success, or the request's own fault: 400, 413, 422...)
+  RetrySame,     // transient (connection error, 5xx, 408): again with backoff, then the next upstream
+  NextUpstream,  // this upstream cannot serve it (404 model gone, 429 busy, 401/403 our key refused): the next one
+};
+struct StatusPolicy {
+  Verdict verdict;
+  bool health_failure;  // counts towards the circuit breaker
+};
+StatusPolicy judge_status(long status);
+
+enum class Balance { RoundRobin, LeastOutstanding };
+Balance parse_balance(const std::string& s);  // "round_robin" | "least_outstanding"; Error(400) otherwise
+
+// The order in which to try the upstreams offering a model: healthy ones
+// first; round_robin: those of kind `prefer` (no translation) before the
+// others; least_outstanding: fewest requests in flight first, then kind
+// `prefer`; equals rotate by `turn` (a counter bumped per request).
+struct CandidateInfo {
+  bool healthy = true;
+  int64_t in_flight = 0;
+  UpstreamKind kind = UpstreamKind::Ollama;
+};
+std::vector<size_t> balance_order(const std::vector<CandidateInfo>& c, Balance b, UpstreamKind prefer, uint64_t turn);
 
 struct UpstreamOptions {
   std::chrono::milliseconds health_interval{15000};
@@ -40,6 +79,7 @@ struct UpstreamOptions {
   std::chrono::milliseconds connect_timeout{2000};
   std::chrono::milliseconds backoff_base{50};      // retry i waits base * 2^i plus up to 100 % jitter
   int attempts_per_upstream = 2;
+  Balance balance = Balance::RoundRobin;
 };
 
 class Upstream {
@@ -50,8 +90,14 @@ class Upstream {
 
   bool healthy() const;  // circuit closed, or its cool-down is over (probe)
   bool up() const { return up_.load(); }
-  std::vector<std::string> models() const;
+  std::vector<std::string> models() const;  // the names offered (after renaming)
+  // The upstream's own name for an offered model, if it offers it.
+  std::optional<std::string> remote_name(const std::string& asked) const;
   int64_t served() const { return served_.load(); }
+  int64_t in_flight() const { return in_flight_.load(); }  // requests being sent / relayed now
+
+  // What the upstream lists (its last health check); offered under the names of the spec.
+  void set_listed(const std::vector<std::string>& listed);
 
   // Outcomes of requests and health checks.
   void success();
@@ -60,11 +106,12 @@ class Upstream {
  private:
   friend class Upstreams;
   mutable std::mutex mu_;
-  std::vector<std::string> models_;
+  std::vector<std::pair<std::string, std::string>> models_;  // (offered, upstream's name)
   int consecutive_failures_ = 0;
   std::chrono::steady_clock::time_point open_until_{};
   std::atomic<bool> up_{false};
   std::atomic<int64_t> served_{0};
+  std::atomic<int64_t> in_flight_{0};
 };
 
 // One proxied exchange: what the caller sends for an upstream of a kind, and
@@ -85,6 +132,7 @@ struct ProxyState {
   bool committed = false;   // status known, upstream chosen
   bool done = false;        // transfer over
   bool failed = false;      // every upstream failed (error set)
+  int error_status = 502;   // when failed: 404 when every upstream lacked the model, 400 when none could take the request
   int status = 0;
   std::string content_type;
   std::string pending;      // body bytes not yet taken by the client
@@ -111,9 +159,8 @@ class Upstreams {
   // Model names offered by at least one upstream (sorted, unique).
   std::vector<std::string> models() const;
   bool has(const std::string& model) const;
-  // The upstreams offering `model`, in the order to try them: healthy ones
-  // first, round-robin, those of kind `prefer` before the others; then the
-  // unhealthy ones (last resort).
+  // The upstreams offering `model`, in the order to try them (balance_order;
+  // the unhealthy ones last, as a last resort).
   std::vector<std::shared_ptr<Upstream>> candidates(const std::string& model, UpstreamKind prefer);
 
   // Starts the exchange on a thread; the returned state is filled as it runs.
@@ -122,6 +169,7 @@ class Upstreams {
   // Lists one upstream's models now (health check); false when it failed.
   bool refresh(Upstream& u);
   const UpstreamOptions& options() const { return opts_; }
+
 
  private:
   // Static: a detached exchange must not outlive-reference the pool (shutdown).
@@ -135,5 +183,9 @@ class Upstreams {
   bool stopping_ = false;
   std::thread refresher_;
 };
+
+// Gauges lmhost_upstream_in_flight{backend} and lmhost_upstream_up{backend},
+// refreshed at every scrape of `reg` (which keeps a reference to the pool).
+void add_upstream_metrics(observe::Registry& reg, std::shared_ptr<Upstreams> ups);
 
 }  // namespace lmhost::gateway
