@@ -129,13 +129,16 @@ const std::vector<Setting>& table() {
       {"upstream.openai_api_key", "OPENAI_API_KEY", &Config::openai_api_key, 0, 0, nullptr, true,
        "bearer key for openai: upstreams given without #KEY (never printed)"},
       {"upstream.backends", "UPSTREAMS", &Config::upstreams, 0, 0, nullptr, false,
-       "upstream servers, ollama:URL or openai:URL[#KEY] (comma-separated in the environment; --upstream)"},
+       "upstream servers: KIND:URL[?prefix=P&models=NAME+LOCAL=REMOTE][#KEY] with KIND ollama or openai, or in YAML "
+       "maps {url, kind, key, prefix, models} (comma-separated in the environment; --upstream)"},
       {"upstream.health_interval_seconds", "UPSTREAM_HEALTH_INTERVAL_SECONDS", &Config::upstream_health_interval_seconds,
        1, 3600, nullptr, false, "how often upstreams' model lists are fetched (the health check)"},
       {"upstream.cooldown_seconds", "UPSTREAM_COOLDOWN_SECONDS", &Config::upstream_cooldown_seconds, 0, 3600, nullptr,
        false, "a failing upstream is skipped this long before it is probed again"},
       {"upstream.failure_threshold", "UPSTREAM_FAILURE_THRESHOLD", &Config::upstream_failure_threshold, 1, 1000,
        nullptr, false, "consecutive failed requests that start an upstream's cool-down"},
+      {"upstream.balance", "UPSTREAM_BALANCE", &Config::upstream_balance, 0, 0, "round_robin|least_outstanding", false,
+       "how requests are spread over the healthy upstreams of a model"},
   };
   return t;
 }
@@ -390,6 +393,59 @@ void read_aliases(const std::string& file, const YAML::Node& v, Config& c, std::
   }
 }
 
+// One upstream.backends entry written as a map, turned into the compact form
+// KIND:URL[?prefix=P&models=NAME+LOCAL=REMOTE][#KEY] that --upstream takes.
+std::string upstream_from_yaml(const std::string& file, const YAML::Node& e, const std::string& path,
+                               std::vector<std::string>& problems) {
+  std::string url, kind = "ollama", key, prefix;
+  std::vector<std::string> models;
+  auto bad_chars = [](const std::string& s) { return s.find_first_of("+&#?,") != std::string::npos; };
+  for (const auto& kv : e) {
+    const std::string f = node_text(kv.first);
+    const YAML::Node& v = kv.second;
+    const std::string where = where_yaml(file, v) + ": " + path + "." + f;
+    if (f == "models") {
+      if (v.IsMap()) {
+        for (const auto& m : v) models.push_back(node_text(m.first) + "=" + node_text(m.second));
+      } else if (v.IsSequence()) {
+        for (const auto& m : v) {
+          if (m.IsScalar()) models.push_back(m.as<std::string>());
+          else problems.push_back(where + ": expected model names (NAME or LOCAL=REMOTE)");
+        }
+      } else if (!v.IsNull()) {
+        problems.push_back(where + ": expected a map {local name: upstream name} or a list of names");
+      }
+      for (const auto& m : models)
+        if (bad_chars(m)) problems.push_back(where + ": the name '" + m + "' holds one of + & # ? ,");
+      continue;
+    }
+    if (!v.IsScalar()) {
+      problems.push_back(where + ": expected a single value");
+      continue;
+    }
+    const std::string text = trim(v.as<std::string>());
+    if (f == "url") url = text;
+    else if (f == "kind") kind = lower(text);
+    else if (f == "key") key = text;
+    else if (f == "prefix") prefix = text;
+    else problems.push_back(where_yaml(file, kv.first) + ": " + path + "." + f +
+                            ": unknown key (expected url, kind, key, prefix, models)");
+  }
+  if (url.empty()) problems.push_back(where_yaml(file, e) + ": " + path + ": an upstream needs a url");
+  if (kind != "ollama" && kind != "openai")
+    problems.push_back(where_yaml(file, e) + ": " + path + ".kind: expected ollama or openai, got " + quoted(kind));
+  if (bad_chars(prefix)) problems.push_back(where_yaml(file, e) + ": " + path + ".prefix: holds one of + & # ? ,");
+  std::string out = kind + ":" + url, query;
+  if (!prefix.empty()) query += "prefix=" + prefix;
+  if (!models.empty()) {
+    query += std::string(query.empty() ? "" : "&") + "models=";
+    for (size_t i = 0; i < models.size(); ++i) query += (i ? "+" : "") + models[i];
+  }
+  if (!query.empty()) out += "?" + query;
+  if (!key.empty()) out += "#" + key;
+  return out;
+}
+
 void walk(const std::string& file, const YAML::Node& node, const std::string& prefix, Config& c,
           std::vector<std::string>& problems) {
   for (const auto& kv : node) {
@@ -416,6 +472,10 @@ void walk(const std::string& file, const YAML::Node& node, const std::string& pr
       if (std::holds_alternative<std::vector<std::string> Config::*>(s->member) && v.IsSequence()) {
         std::vector<std::string> items;
         for (const auto& e : v) {
+          if (path == "upstream.backends" && e.IsMap()) {  // {url, kind, key, prefix, models}: the compact form
+            items.push_back(upstream_from_yaml(file, e, path, problems));
+            continue;
+          }
           if (!e.IsScalar()) problems.push_back(where_yaml(file, e) + ": " + path + ": expected a list of strings");
           else items.push_back(e.as<std::string>());
         }

@@ -92,6 +92,7 @@ struct Config {
   int64_t upstream_health_interval_seconds = 15;
   int64_t upstream_cooldown_seconds = 10;
   int64_t upstream_failure_threshold = 3;
+  std::string upstream_balance = "round_robin";  // round_robin | least_outstanding
   // Model lifecycle (engine/model_pool.h), aliases and the admin API.
   std::string keep_alive;            // models.keep_alive (KEEP_ALIVE; "" = OLLAMA_KEEP_ALIVE, else 5m)
   int64_t max_loaded_models = 0;     // models.max_loaded (MAX_LOADED_MODELS; 0 = OLLAMA_MAX_LOADED_MODELS, else no bound)
