@@ -86,7 +86,7 @@ void matmul_multi(std::span<const MatmulJob> jobs, const float* X, int64_t T, Th
     pj.tile_fn = T >= 2 ? kr.vec_dot_tile[wt] : nullptr;  // decode: the row kernel is faster
     pj.gemv = T == 1 && qt == DType::Q8_0 ? kr.gemv[wt] : nullptr;
     // Below ~8 tokens a 16-token group is mostly padding: the 4x4 tiles win.
-    pj.gemm = T >= 8 && qt == DType::Q8_0 ? kr.gemm[wt] : nullptr;
+    pj.gemm = T >= 8 && (qt == DType::Q8_0 || qt == DType::Q8_K) ? kr.gemm[wt] : nullptr;
     pj.K = K;
     pj.N = W.n_rows();
     pj.qrow = row_bytes(qt, K);
@@ -133,22 +133,28 @@ void matmul_multi(std::span<const MatmulJob> jobs, const float* X, int64_t T, Th
     break;
   }
 
-  // Prompt: the Q8_0 activations transposed once into token groups for the gemm kernels.
-  thread_local std::vector<uint8_t> gemm_q;
-  thread_local std::vector<float> gemm_d;
-  GemmAct gemm_act{};
+  // Prompt: the activations transposed once into token groups for the gemm
+  // kernels (one layout per activation type: Q8_0 and Q8_K).
+  thread_local std::vector<uint8_t> gemm_q[2];
+  thread_local std::vector<float> gemm_d[2];
+  thread_local std::vector<int32_t> gemm_s[2];
+  GemmAct gemm_act[2] = {};
   const int64_t n_groups = gemm_groups(T);
   for (const PreparedJob& pj : prep) {
     if (!pj.gemm) continue;
-    if (gemm_q.size() < static_cast<size_t>(n_groups * K * 16)) gemm_q.resize(n_groups * K * 16);
-    if (gemm_d.size() < static_cast<size_t>(n_groups * K / 2)) gemm_d.resize(n_groups * K / 2);
-    const uint8_t* q8 = pj.act;
+    const DType at = vec_dot_type(pj.W->type);
+    const int ai = at == DType::Q8_K ? 1 : 0;
+    if (gemm_act[ai].q) continue;
+    if (gemm_q[ai].size() < static_cast<size_t>(n_groups * K * 16)) gemm_q[ai].resize(n_groups * K * 16);
+    if (gemm_d[ai].size() < static_cast<size_t>(n_groups * K / 2)) gemm_d[ai].resize(n_groups * K / 2);
+    if (ai == 1 && gemm_s[ai].size() < static_cast<size_t>(n_groups * K / 4)) gemm_s[ai].resize(n_groups * K / 4);
+    const uint8_t* rows = pj.act;
     const size_t qrow = pj.qrow;
-    uint8_t* gq = gemm_q.data();
-    float* gd = gemm_d.data();
-    pool.parallel_for(n_groups, [&](int64_t g, int) { prepare_gemm_act(q8, qrow, K, T, g, g + 1, gq, gd); });
-    gemm_act = {gq, gd, K, T};
-    break;
+    uint8_t* gq = gemm_q[ai].data();
+    float* gd = gemm_d[ai].data();
+    int32_t* gs = ai == 1 ? gemm_s[ai].data() : nullptr;
+    pool.parallel_for(n_groups, [&](int64_t g, int) { prepare_gemm_act(at, rows, qrow, K, T, g, g + 1, gq, gd, gs); });
+    gemm_act[ai] = {gq, gd, gs, K, T};
   }
 
   // Token blocks split long prompts across tasks as well as rows; within a
@@ -196,7 +202,8 @@ void matmul_multi(std::span<const MatmulJob> jobs, const float* X, int64_t T, Th
     if (pj.gemm) {
       const int64_t gc = task / pj.n_chunks;
       const int64_t g0 = gc * pj.g_chunk, g1 = std::min(n_groups, g0 + pj.g_chunk);
-      pj.gemm(wdata + r0 * pj.wrow, pj.wrow, r1 - r0, gemm_act, g0, g1, pj.Y + r0, static_cast<size_t>(pj.N));
+      const GemmAct& ga = gemm_act[vec_dot_type(pj.W->type) == DType::Q8_K ? 1 : 0];
+      pj.gemm(wdata + r0 * pj.wrow, pj.wrow, r1 - r0, ga, g0, g1, pj.Y + r0, static_cast<size_t>(pj.N));
       return;
     }
     if (pj.gemv) {

@@ -125,29 +125,51 @@ void prepare_gemv_act(const void* q8_row, int64_t n, int8_t* qs, float* d, int32
   }
 }
 
-void prepare_gemm_act(const void* q8, size_t q8_stride, int64_t n, int64_t T, int64_t g0, int64_t g1, uint8_t* q,
-                      float* d) {
-  const int64_t nb = n / blocks::QK;
+void prepare_gemm_act(DType act_type, const void* rows, size_t stride, int64_t n, int64_t T, int64_t g0, int64_t g1,
+                      uint8_t* q, float* d, int32_t* sums) {
+  if (act_type != DType::Q8_0 && act_type != DType::Q8_K)
+    throw Error(std::string("gemm: activations of type ") + dtype_name(act_type) + " are not supported");
+  const bool k = act_type == DType::Q8_K;
+  const int64_t nb = n / blocks::QK;                // 32-element blocks
+  const int64_t ns = k ? n / blocks::QK_K : nb;     // scales per row
+  const uint8_t* base = static_cast<const uint8_t*>(rows);
   for (int64_t g = g0; g < g1; ++g) {
     for (int t = 0; t < kGemmTokens; ++t) {
       const int64_t tok = g * kGemmTokens + t;
-      const blocks::BlockQ8_0* y =
-          tok < T ? reinterpret_cast<const blocks::BlockQ8_0*>(static_cast<const uint8_t*>(q8) + tok * q8_stride)
-                  : nullptr;
+      const uint8_t* row = tok < T ? base + tok * stride : nullptr;
       for (int64_t b = 0; b < nb; ++b) {
         uint32_t* dst = reinterpret_cast<uint32_t*>(q + (g * nb + b) * 512) + t;
-        float* dd = d + (g * nb + b) * kGemmTokens + t;
-        if (!y) {
-          for (int j = 0; j < 8; ++j) dst[16 * j] = 0x80808080u;
-          *dd = 0.0f;
-          continue;
+        const int8_t* qs = nullptr;
+        if (row) {
+          qs = k ? reinterpret_cast<const blocks::BlockQ8_K*>(row)[b / 8].qs + 32 * (b % 8)
+                 : reinterpret_cast<const blocks::BlockQ8_0*>(row)[b].qs;
         }
         for (int j = 0; j < 8; ++j) {
-          uint32_t v;
-          std::memcpy(&v, y[b].qs + 4 * j, 4);
+          uint32_t v = 0;
+          if (qs) std::memcpy(&v, qs + 4 * j, 4);
           dst[16 * j] = v ^ 0x80808080u;  // +128 per byte
         }
-        *dd = fp16_to_fp32(y[b].d);
+      }
+      for (int64_t s = 0; s < ns; ++s) {
+        float& dd = d[(g * ns + s) * kGemmTokens + t];
+        if (!row) {
+          dd = 0.0f;
+        } else if (k) {
+          dd = reinterpret_cast<const blocks::BlockQ8_K*>(row)[s].d;
+        } else {
+          dd = fp16_to_fp32(reinterpret_cast<const blocks::BlockQ8_0*>(row)[s].d);
+        }
+        if (!k) continue;
+        int32_t* sm = sums + (g * ns + s) * 64 + t;
+        for (int p = 0; p < 4; ++p) {
+          uint32_t v = 0;
+          if (row) {
+            const int16_t* bs = reinterpret_cast<const blocks::BlockQ8_K*>(row)[s].bsums + 4 * p;
+            const uint16_t lo = static_cast<uint16_t>(bs[0] + bs[1]), hi = static_cast<uint16_t>(bs[2] + bs[3]);
+            v = lo | (static_cast<uint32_t>(hi) << 16);
+          }
+          sm[16 * p] = static_cast<int32_t>(v);
+        }
       }
     }
   }

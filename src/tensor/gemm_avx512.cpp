@@ -132,10 +132,14 @@ inline void panel_group(const Panel& p, int64_t nb, const uint8_t* aq, const flo
     const int32_t* wc = p.corr + b * kRows;
 #pragma GCC unroll 16
     for (int r = 0; r < kRows; ++r) {
-      __m512i s = _mm512_set1_epi32(wc[r]);
-#pragma GCC unroll 8
-      for (int j = 0; j < 8; ++j) s = _mm512_dpbusd_epi32(s, a[j], _mm512_set1_epi32(load_i32(wq + r * 32 + 4 * j)));
-      acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(da, _mm512_set1_ps(wd[r])), acc[r]);
+      // Two independent chains of 4 (vpdpbusd latency), joined by one add.
+      __m512i s0 = _mm512_set1_epi32(wc[r]);
+      __m512i s1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), a[4], _mm512_set1_epi32(load_i32(wq + r * 32 + 16)));
+#pragma GCC unroll 4
+      for (int j = 0; j < 4; ++j) s0 = _mm512_dpbusd_epi32(s0, a[j], _mm512_set1_epi32(load_i32(wq + r * 32 + 4 * j)));
+#pragma GCC unroll 3
+      for (int j = 5; j < 8; ++j) s1 = _mm512_dpbusd_epi32(s1, a[j], _mm512_set1_epi32(load_i32(wq + r * 32 + 4 * j)));
+      acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1)), _mm512_mul_ps(da, _mm512_set1_ps(wd[r])), acc[r]);
     }
   }
 }
@@ -163,6 +167,211 @@ void gemm_leg(const void* w, size_t ws, int64_t rows, const GemmAct& act, int64_
   }
 }
 
+
+// ------------------------------------------------------------------ K-quants
+//
+// Q4_K (8 sub-blocks of 32, 6-bit scale and min each) and Q6_K (16 of 16,
+// int8 scales) against Q8_K activations. Per sub-block (kSub elements) the
+// integer dot product P_s for 16 tokens comes from kSub / 4 vpdpbusd as in
+// the legacy kernel; sum_s scale_s * P_s is accumulated in int32 (vpmulld),
+// then scaled once per super-block by d_w * d_a. Q4_K's mins use the token
+// groups' block sums: 4 vpdpwssd of (min 2p, min 2p+1) pairs against the
+// activation's (sum 2p, sum 2p+1) pairs, scaled by -dmin * d_a.
+
+// A decoded K-quant panel, per super-block i and row r (index ir = i * 16 + r):
+// 256 signed quants at q + ir * 256; 16 sub-block scales and start values
+// (-128 * sum of the sub-block's quants) at sc / corr + ir * 16; Q4_K: the
+// mins as int16 pairs at mp + ir * 4; the scales d[ir] and -dmin in dm[ir].
+struct KPanel {
+  int8_t* q;
+  int32_t* sc;
+  int32_t* corr;
+  int32_t* mp;
+  float* d;
+  float* dm;
+};
+
+KPanel kpanel_buffer(int64_t nsb) {
+  thread_local std::vector<uint8_t> buf;
+  const size_t per = kRows * (256 + 16 * 4 + 16 * 4 + 4 * 4 + 4 + 4);
+  const size_t need = static_cast<size_t>(nsb) * per + 64;
+  if (buf.size() < need) buf.resize(need);
+  uint8_t* base = buf.data();
+  base += (64 - reinterpret_cast<uintptr_t>(base) % 64) % 64;
+  const size_t n = static_cast<size_t>(nsb) * kRows;
+  KPanel p;
+  p.q = reinterpret_cast<int8_t*>(base);
+  p.sc = reinterpret_cast<int32_t*>(base + n * 256);
+  p.corr = p.sc + n * 16;
+  p.mp = p.corr + n * 16;
+  p.d = reinterpret_cast<float*>(p.mp + n * 4);
+  p.dm = p.d + n;
+  return p;
+}
+
+// Sums of the two 16-byte halves of 32 signed bytes.
+inline void sum_s8_16x2(__m256i v, int32_t* lo, int32_t* hi) {
+  const __m256i s = _mm256_sad_epu8(_mm256_xor_si256(v, _mm256_set1_epi8(static_cast<char>(0x80))),
+                                    _mm256_setzero_si256());
+  alignas(32) int64_t t[4];
+  _mm256_store_si256(reinterpret_cast<__m256i*>(t), s);
+  *lo = static_cast<int32_t>(t[0] + t[1]) - 128 * 16;
+  *hi = static_cast<int32_t>(t[2] + t[3]) - 128 * 16;
+}
+
+struct DecQ4_K {
+  using W = BlockQ4_K;
+  static constexpr int kSub = 32;
+  static constexpr bool kMin = true;
+  static void dec(const W& x, int8_t* q, int32_t* sc, int32_t* corr, int32_t* mp, float* d, float* dm) {
+    uint8_t s8[8], m8[8];
+    unpack_scales_k4(x.scales, s8, m8);
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    for (int c = 0; c < 4; ++c) {
+      const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.qs + 32 * c));
+      const __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + 64 * c), lo);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + 64 * c + 32), hi);
+      corr[2 * c] = -128 * sum_s8_32(lo);
+      corr[2 * c + 1] = -128 * sum_s8_32(hi);
+    }
+    for (int s = 0; s < 8; ++s) sc[s] = s8[s];
+    for (int p = 0; p < 4; ++p) mp[p] = static_cast<int32_t>(m8[2 * p] | (static_cast<uint32_t>(m8[2 * p + 1]) << 16));
+    *d = h2f(x.d);
+    *dm = -h2f(x.dmin);
+  }
+};
+
+struct DecQ6_K {
+  using W = BlockQ6_K;
+  static constexpr int kSub = 16;
+  static constexpr bool kMin = false;
+  static void dec(const W& x, int8_t* q, int32_t* sc, int32_t* corr, int32_t*, float* d, float* dm) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m3 = _mm256_set1_epi8(0x03), k32 = _mm256_set1_epi8(32);
+    for (int h = 0; h < 2; ++h) {
+      const __m256i l0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.ql + 64 * h));
+      const __m256i l1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.ql + 64 * h + 32));
+      const __m256i hb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.qh + 32 * h));
+      __m256i v[4];
+      v[0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_slli_epi16(_mm256_and_si256(hb, m3), 4));
+      v[1] = _mm256_or_si256(_mm256_and_si256(l1, m4),
+                             _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2), m3), 4));
+      v[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
+                             _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 4), m3), 4));
+      v[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                             _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 6), m3), 4));
+      for (int c = 0; c < 4; ++c) {
+        const __m256i sv = _mm256_sub_epi8(v[c], k32);
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + 128 * h + 32 * c), sv);
+        int32_t lo, hi;
+        sum_s8_16x2(sv, &lo, &hi);
+        corr[8 * h + 2 * c] = -128 * lo;
+        corr[8 * h + 2 * c + 1] = -128 * hi;
+      }
+    }
+    for (int s = 0; s < 16; ++s) sc[s] = x.scales[s];
+    *d = h2f(x.d);
+    *dm = 0.0f;
+  }
+};
+
+template <class D>
+void decode_kpanel(const uint8_t* w, size_t ws, int nr, int64_t nsb, const KPanel& p) {
+  using W = typename D::W;
+  for (int r = 0; r < kRows; ++r) {
+    const W* x = r < nr ? reinterpret_cast<const W*>(w + r * ws) : nullptr;
+    for (int64_t i = 0; i < nsb; ++i) {
+      const int64_t ir = i * kRows + r;
+      if (!x) {
+        std::memset(p.q + ir * 256, 0, 256);
+        std::memset(p.sc + ir * 16, 0, 16 * sizeof(int32_t));
+        std::memset(p.corr + ir * 16, 0, 16 * sizeof(int32_t));
+        std::memset(p.mp + ir * 4, 0, 4 * sizeof(int32_t));
+        p.d[ir] = 0.0f;
+        p.dm[ir] = 0.0f;
+        continue;
+      }
+      D::dec(x[i], p.q + ir * 256, p.sc + ir * 16, p.corr + ir * 16, p.mp + ir * 4, p.d + ir, p.dm + ir);
+    }
+  }
+}
+
+// One token group against 8 rows (rb..rb+7) of a decoded K-quant panel.
+template <class D>
+inline void kpanel_group(const KPanel& p, int rb, int64_t nsb, const GemmAct& act, int64_t g, __m512 (&acc)[8]) {
+  constexpr int kR = 8;
+  constexpr int kQuads = D::kSub / 4;  // vpdpbusd per sub-block
+#pragma GCC unroll 8
+  for (int r = 0; r < kR; ++r) acc[r] = _mm512_setzero_ps();
+  const uint8_t* aq = act.q + g * nsb * 8 * 512;
+  for (int64_t i = 0; i < nsb; ++i) {
+    __m512i tot[kR];
+#pragma GCC unroll 8
+    for (int r = 0; r < kR; ++r) tot[r] = _mm512_setzero_si512();
+    for (int b = 0; b < 8; ++b) {  // 32-element blocks of the super-block
+      __m512i a[8];
+#pragma GCC unroll 8
+      for (int j = 0; j < 8; ++j) a[j] = _mm512_loadu_si512(aq + (i * 8 + b) * 512 + 64 * j);
+#pragma GCC unroll 2
+      for (int h = 0; h < 32 / D::kSub; ++h) {
+        const int s = b * (32 / D::kSub) + h;  // sub-block index
+#pragma GCC unroll 8
+        for (int r = 0; r < kR; ++r) {
+          const int64_t ir = i * kRows + rb + r;
+          const int8_t* wq = p.q + ir * 256 + 32 * b + 4 * kQuads * h;
+          __m512i ps = _mm512_set1_epi32(p.corr[ir * 16 + s]);
+#pragma GCC unroll 8
+          for (int j = 0; j < kQuads; ++j)
+            ps = _mm512_dpbusd_epi32(ps, a[kQuads * h + j], _mm512_set1_epi32(load_i32(wq + 4 * j)));
+          tot[r] = _mm512_add_epi32(tot[r], _mm512_mullo_epi32(ps, _mm512_set1_epi32(p.sc[ir * 16 + s])));
+        }
+      }
+    }
+    const __m512 da = _mm512_loadu_ps(act.d + (g * nsb + i) * kGemmTokens);
+    __m512i sums[4];
+    if constexpr (D::kMin) {
+#pragma GCC unroll 4
+      for (int q = 0; q < 4; ++q) sums[q] = _mm512_loadu_si512(act.sums + (g * nsb + i) * 64 + 16 * q);
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < kR; ++r) {
+      const int64_t ir = i * kRows + rb + r;
+      acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(tot[r]), _mm512_mul_ps(da, _mm512_set1_ps(p.d[ir])), acc[r]);
+      if constexpr (D::kMin) {
+        __m512i m = _mm512_setzero_si512();
+#pragma GCC unroll 4
+        for (int q = 0; q < 4; ++q) m = _mm512_dpwssd_epi32(m, sums[q], _mm512_set1_epi32(p.mp[ir * 4 + q]));
+        acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(m), _mm512_mul_ps(da, _mm512_set1_ps(p.dm[ir])), acc[r]);
+      }
+    }
+  }
+}
+
+template <class D>
+void gemm_k(const void* w, size_t ws, int64_t rows, const GemmAct& act, int64_t g0, int64_t g1, float* out,
+            size_t os) {
+  const int64_t nsb = act.n / QK_K;
+  const KPanel p = kpanel_buffer(nsb);
+  for (int64_t r0 = 0; r0 < rows; r0 += kRows) {
+    const int nr = static_cast<int>(std::min<int64_t>(kRows, rows - r0));
+    decode_kpanel<D>(static_cast<const uint8_t*>(w) + r0 * ws, ws, nr, nsb, p);
+    for (int64_t g = g0; g < g1; ++g) {
+      alignas(64) float tmp[kRows][kGemmTokens];
+      for (int rb = 0; rb < nr; rb += 8) {
+        __m512 acc[8];
+        kpanel_group<D>(p, rb, nsb, act, g, acc);
+#pragma GCC unroll 8
+        for (int r = 0; r < 8; ++r) _mm512_store_ps(tmp[rb + r], acc[r]);
+      }
+      const int nt = static_cast<int>(std::min<int64_t>(kGemmTokens, act.T - g * kGemmTokens));
+      for (int t = 0; t < nt; ++t) {
+        float* o = out + (g * kGemmTokens + t) * os + r0;
+        for (int r = 0; r < nr; ++r) o[r] = tmp[r][t];
+      }
+    }
+  }
+}
+
 }  // namespace
 
 void fill_gemm_avx512(Kernels& k) {
@@ -170,6 +379,8 @@ void fill_gemm_avx512(Kernels& k) {
   k.gemm[id(DType::Q4_0)] = gemm_leg<DecQ4_0>;
   k.gemm[id(DType::Q5_0)] = gemm_leg<DecQ5_0>;
   k.gemm[id(DType::Q8_0)] = gemm_leg<DecQ8_0>;
+  k.gemm[id(DType::Q4_K)] = gemm_k<DecQ4_K>;
+  k.gemm[id(DType::Q6_K)] = gemm_k<DecQ6_K>;
 }
 
 }  // namespace lmhost::detail

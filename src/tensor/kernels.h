@@ -72,30 +72,38 @@ using AttnF16Fn = void (*)(const float* q, const uint16_t* k, const uint16_t* v,
                            int n_pos, int head_dim_k, int head_dim_v, float scale, float* scores, float* out);
 
 // Prompt-processing matmul ("gemm") for weight types whose activations are
-// Q8_0 (Q4_0, Q5_0, Q8_0): out[t * out_stride + r] = vec_dot(n, weight row r,
-// activation row t) for r < rows and every token t of groups [g0, g1).
-// Tokens go in groups of kGemmTokens, one per 32-bit vector lane: the
-// activations are transposed once per matmul (prepare_gemm_act) so that one
-// vpdpbusd multiplies 4 quants of one weight row with 4 quants of each of the
-// 16 tokens. The kernel decodes 16 weight rows to signed bytes once (in a
-// per-thread buffer; the mapped weights are only read) and reuses them for
-// every token group. Results equal vec_dot up to float summation order.
+// Q8_0 (Q4_0, Q5_0, Q8_0) or Q8_K (Q4_K, Q6_K): out[t * out_stride + r] =
+// vec_dot(n, weight row r, activation row t) for r < rows and every token t
+// of groups [g0, g1). Tokens go in groups of kGemmTokens, one per 32-bit
+// vector lane: the activations are transposed once per matmul
+// (prepare_gemm_act) so that one vpdpbusd multiplies 4 quants of one weight
+// row with 4 quants of each of the 16 tokens. The kernel decodes 16 weight
+// rows to signed bytes once (in a per-thread buffer; the mapped weights are
+// only read) and reuses them for every token group. Results equal vec_dot up
+// to float summation order.
 inline constexpr int kGemmTokens = 16;
 struct GemmAct {
-  // Group g, block b (32 elements) at q + (g * nb + b) * 512 bytes, nb = n / 32:
+  // Group g, 32-element block b at q + (g * nb + b) * 512 bytes, nb = n / 32:
   // [quad j = 0..7][token 0..15][4 quants of elements 4j..4j+3], each quant + 128
   // (unsigned). Tokens past T hold 128 (zero).
   const uint8_t* q;
-  // The tokens' block scales as floats, 16 per (g, b) at d + (g * nb + b) * 16; 0 past T.
+  // The tokens' scales as floats, 16 per (g, scale block) at d + (g * ns + s) * 16,
+  // ns = n / 32 (Q8_0) or n / 256 (Q8_K); 0 past T.
   const float* d;
-  int64_t n;  // row length in elements (a multiple of 32)
+  // Q8_K only: per (g, 256-element super-block i), 4 x 16 int32 at sums + (g * (n / 256) + i) * 64:
+  // [pair p = 0..3][token]: the quant sums of 32-element blocks 2p (low int16) and 2p + 1 (high).
+  const int32_t* sums;
+  int64_t n;  // row length in elements (a multiple of 32, of 256 for Q8_K)
   int64_t T;  // number of activation rows (tokens)
 };
 inline int64_t gemm_groups(int64_t T) { return (T + kGemmTokens - 1) / kGemmTokens; }
-// Sizes: q gemm_groups(T) * n * 16 bytes, d gemm_groups(T) * n / 2 floats.
-// Fills groups [g0, g1) from T Q8_0 rows of n elements, row t at q8 + t * q8_stride bytes.
-void prepare_gemm_act(const void* q8, size_t q8_stride, int64_t n, int64_t T, int64_t g0, int64_t g1, uint8_t* q,
-                      float* d);
+// Buffer sizes for T tokens of n elements, for either activation type: q
+// gemm_groups(T) * n * 16 bytes, d gemm_groups(T) * n / 2 floats, sums
+// gemm_groups(T) * n / 4 int32.
+// Fills groups [g0, g1) from T activation rows of type act_type (Q8_0 or
+// Q8_K) of n elements, row t at rows + t * stride bytes.
+void prepare_gemm_act(DType act_type, const void* rows, size_t stride, int64_t n, int64_t T, int64_t g0, int64_t g1,
+                      uint8_t* q, float* d, int32_t* sums);
 using GemmFn = void (*)(const void* w, size_t w_stride, int64_t rows, const GemmAct& act, int64_t g0, int64_t g1,
                         float* out, size_t out_stride);
 
@@ -107,7 +115,7 @@ struct Kernels {
   VecDotTileFn vec_dot_tile[kDTypeCount];  // indexed by the weight type; set wherever vec_dot is
   AttnF16Fn attn_f16;                      // nullptr: ops uses its portable loop
   GemvFn gemv[kDTypeCount];                // indexed by the weight type; Q4_0 only so far (else nullptr)
-  GemmFn gemm[kDTypeCount];  // prompt matmul (T >= 2) for Q8_0-activation types; nullptr: use vec_dot_tile
+  GemmFn gemm[kDTypeCount];  // prompt matmul (T >= 8) for Q8_0/Q8_K-activation types; nullptr: use vec_dot_tile
 };
 
 // The table for one ISA (falls back to scalar entries the ISA lacks). Tests
