@@ -103,21 +103,30 @@ std::vector<std::string> opt_stop(const json& j, const char* key) {
 }
 
 std::shared_ptr<ServedModel> resolve_model(Ctx& ctx, const std::string& name) {
-  auto m = ctx.pool->find(name);
+  // An alias picks one of its versions by weight; a model answers as itself.
+  ModelPool::Resolved r = ctx.pool->resolve(name);
+  auto m = r.model;
   if (!m) {
     std::string names;
     for (const auto& x : ctx.pool->list()) names += (names.empty() ? "" : ", ") + x->name();
+    for (const auto& al : ctx.pool->aliases()) names += (names.empty() ? "" : ", ") + al.name;
     throw Error("model '" + name + "' is not served here (available: " + names + ")", 404);
   }
   auto* cur = server::current_request();
   if (cur && cur->info) {
-    cur->info->model = m->name();
-    if (cur->info->authorize_model) cur->info->authorize_model(m->name());  // 403 for a key without this model
+    cur->info->model = r.served;
+    // 403 for a key without this model (an alias is authorized by its own name)
+    if (cur->info->authorize_model) cur->info->authorize_model(r.served);
   }
   // Loads it when unloaded (waits), 503 while a preload loads or when it failed;
   // the lease keeps it loaded until the request is done (keep_alive starts then).
-  ModelLease lease = ctx.pool->acquire(m);
-  if (cur && cur->info) cur->info->model_hold = std::move(lease);
+  // A model swapped out meanwhile is replaced by the new one (acquire_current).
+  ModelLease lease = ctx.pool->acquire_current(m);
+  if (cur && cur->info) {
+    cur->info->model_hold = std::move(lease);
+    cur->info->model_version = r.alias ? m->name() : m->version();
+    cur->info->response_headers.emplace_back("X-Lmhost-Model-Version", cur->info->model_version);
+  }
   return m;
 }
 

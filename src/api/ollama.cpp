@@ -291,6 +291,18 @@ void register_ollama(server::Router& r, std::shared_ptr<Ctx> ctx) {
                         {"digest", digest_of(*m)},
                         {"details", details(*m)}});
     }
+    for (const auto& a : ctx->pool->aliases()) {  // aliases: listed with their heaviest version's details
+      auto m = ctx->pool->find(a.name);
+      json versions = json::object();
+      for (const auto& [v, w] : a.versions) versions[v] = w;
+      json e = {{"name", a.name}, {"model", a.name}, {"modified_at", rfc3339_now()}, {"versions", versions}};
+      if (m) {
+        e["size"] = m->state() == ModelState::Ready ? m->file_bytes() : file_size_or_0(m->path());
+        e["digest"] = digest_of(*m);
+        e["details"] = details(*m);
+      }
+      models.push_back(std::move(e));
+    }
     append_upstream_models_ollama(*ctx, models);
     return HttpResponse::json(200, dump(json{{"models", models}}));
   });

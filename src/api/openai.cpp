@@ -377,6 +377,14 @@ json model_object(const ServedModel& m) {
           {"status", model_state_name(m.state())}, {"demo", m.demo()}};
 }
 
+// An alias (weighted versions): listed like a model, with its versions and weights.
+json alias_object(const ModelAlias& a) {
+  json versions = json::object();
+  for (const auto& [v, w] : a.versions) versions[v] = w;
+  return {{"id", a.name}, {"object", "model"}, {"created", unix_now()}, {"owned_by", "lmhost"},
+          {"alias", true}, {"versions", versions}};
+}
+
 }  // namespace
 
 void register_openai(server::Router& r, std::shared_ptr<Ctx> ctx) {
@@ -385,10 +393,13 @@ void register_openai(server::Router& r, std::shared_ptr<Ctx> ctx) {
   r.add("GET", "/v1/models", [ctx](HttpRequest&) {
     json data = json::array();
     for (const auto& m : ctx->pool->list()) data.push_back(model_object(*m));
+    for (const auto& a : ctx->pool->aliases()) data.push_back(alias_object(a));
     append_upstream_models_openai(*ctx, data);
     return HttpResponse::json(200, dump(json{{"object", "list"}, {"data", data}}));
   });
   r.add("GET", "/v1/models/{*id}", [ctx](HttpRequest& req) {
+    for (const auto& a : ctx->pool->aliases())
+      if (a.name == req.params["id"]) return HttpResponse::json(200, dump(alias_object(a)));
     auto m = ctx->pool->find(req.params["id"]);
     if (!m) {  // an upstream's model
       json ups = json::array();

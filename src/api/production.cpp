@@ -71,6 +71,13 @@ Production::Production(const config::Config& cfg, std::shared_ptr<ModelPool> poo
     }
   }
   if (!cfg_.keys_file.empty()) keys_.load_file(cfg_.keys_file);
+  if (!cfg_.admin_key.empty()) admin_keys_.add_plain("admin", cfg_.admin_key);
+  else if (!cfg_.admin_key_sha256.empty()) {
+    gateway::ApiKey a;
+    a.name = "admin";
+    a.hash = *gateway::digest_from_hex(cfg_.admin_key_sha256);
+    admin_keys_.add(std::move(a));
+  }
 
   bool limits = cfg_.rate_limit_rpm > 0 || cfg_.rate_limit_tpm > 0;
   for (const auto& k : keys_.keys())
@@ -196,6 +203,31 @@ std::optional<server::HttpResponse> Production::middleware(server::HttpRequest& 
   info.max_input_tokens = cfg_.max_input_tokens;
   info.max_tokens_cap = cfg_.max_tokens_cap;
   if (is_open_route(route, cfg_)) return std::nullopt;
+
+  // 0. The admin API: only the admin key (API keys cannot use it); not rate limited.
+  if (route.rfind("/admin/", 0) == 0) {
+    if (admin_keys_.empty()) {
+      auth_failures_->inc({"admin_disabled"});
+      return error(req, 403,
+                   "the admin API is disabled: set an admin key (ADMIN_KEY, auth.admin_key or auth.admin_key_sha256) "
+                   "and restart lmhost to enable it");
+    }
+    auto presented = gateway::presented_key(req.header("authorization"), req.header("x-api-key"));
+    if (!presented) {
+      auth_failures_->inc({"admin_missing"});
+      auto res = error(req, 401, "the admin API needs the admin key: send it as 'Authorization: Bearer KEY' or in an "
+                                 "'x-api-key' header");
+      res.headers.emplace_back("WWW-Authenticate", "Bearer");
+      return res;
+    }
+    if (!admin_keys_.find(*presented)) {
+      auth_failures_->inc({"admin_forbidden"});
+      return error(req, 403, "this key may not use the admin API: it needs the admin key (ADMIN_KEY), API keys "
+                             "are not enough");
+    }
+    info.key_name = "admin";
+    return std::nullopt;
+  }
 
   // 1. Authentication.
   const gateway::ApiKey* key = nullptr;
@@ -325,6 +357,7 @@ void Production::on_complete(const server::HttpRequest& req, int status, const s
                        {"duration_ms", secs * 1000},
                        {"client", req.remote}};
   if (!info.model.empty()) f.emplace_back("model", info.model);
+  if (!info.model_version.empty()) f.emplace_back("version", info.model_version);
   if (!info.key_name.empty()) f.emplace_back("key", info.key_name);
   if (!info.backend.empty()) f.emplace_back("backend", info.backend);
   if (info.prompt_tokens >= 0) f.emplace_back("prompt_tokens", info.prompt_tokens);
@@ -371,6 +404,7 @@ void Production::install(server::Router& router) {
               {"uptime_seconds", std::round(observe::uptime_seconds() * 1000) / 1000},
               {"default_model", cfg_.default_model},
               {"auth", keys_.empty() ? "open" : "api_key"},
+              {"admin_api", !admin_keys_.empty()},
               {"models", models}};
     return server::HttpResponse::json(200, dump(body));
   });

@@ -2,7 +2,8 @@
 // (429 with Retry-After and X-RateLimit-*), MAX_CONCURRENT_REQUESTS (503),
 // request budgets, one JSON access-log line per request, Prometheus metrics at
 // GET /metrics, GET /ready and GET /info. Order in the request path:
-// auth -> rate limit -> concurrency -> handler.
+// auth -> rate limit -> concurrency -> handler. /admin/* takes only the admin
+// key (ADMIN_KEY): 401 without a key, 403 with any other, 403 when none is set.
 #pragma once
 
 #include <atomic>
@@ -56,6 +57,7 @@ class Production {
   std::shared_ptr<gateway::EmbeddingCache> cache_;
   BuildInfo build_;
   gateway::KeyStore keys_;
+  gateway::KeyStore admin_keys_;  // the admin key (auth.admin_key / ADMIN_KEY); empty: /admin/* is off
   std::unique_ptr<gateway::RateLimiter> limiter_;
   observe::Registry reg_;
   std::atomic<bool> draining_{false};

@@ -8,6 +8,7 @@
 #include <openssl/evp.h>
 #include <filesystem>
 #include <map>
+#include <random>
 
 #include "gguf/gguf.h"
 #include "model/model.h"
@@ -126,7 +127,54 @@ std::string cached_sha256(const std::string& path) {
 
 }  // namespace
 
+uint64_t parse_bytes(const std::string& text) {
+  std::string t;
+  for (char c : text)
+    if (c != ' ' && c != '_') t += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (t.empty()) return 0;
+  size_t i = 0;
+  while (i < t.size() && (std::isdigit(static_cast<unsigned char>(t[i])) || t[i] == '.')) ++i;
+  double v = -1;
+  try {
+    if (i > 0) v = std::stod(t.substr(0, i));
+  } catch (...) {
+  }
+  const std::string unit = t.substr(i);
+  static const std::pair<const char*, double> units[] = {
+      {"", 1},           {"b", 1},          {"k", 1e3},           {"kb", 1e3},          {"kib", 1024.0},
+      {"m", 1e6},        {"mb", 1e6},       {"mib", 1048576.0},   {"g", 1e9},           {"gb", 1e9},
+      {"gib", 1073741824.0}, {"t", 1e12},   {"tb", 1e12},         {"tib", 1099511627776.0}};
+  for (const auto& [u, mul] : units)
+    if (unit == u && v >= 0) return static_cast<uint64_t>(v * mul);
+  throw Error("expected a size such as \"8GiB\", \"512MiB\", \"2GB\" or a number of bytes; got '" + text + "'", 400);
+}
+
 ServedModel::~ServedModel() { stop(); }
+
+std::string ServedModel::version() const {
+  if (!cfg_.version.empty()) return cfg_.version;
+  std::string stem = std::filesystem::path(cfg_.path).filename().string();
+  if (stem.size() > 5 && stem.substr(stem.size() - 5) == ".gguf") stem.resize(stem.size() - 5);
+  if (stem.rfind("sha256-", 0) == 0 && stem.size() > 19) stem.resize(19);  // an Ollama blob
+  return stem;
+}
+
+void ServedModel::warm_up() {
+  if (embed_) {
+    std::vector<Token> t = tok_->encode("warm up", true, false);
+    if (t.empty()) t.push_back(0);
+    embed_->embed({t});
+    return;
+  }
+  GenerateRequest g;
+  g.prompt = tok_->encode("Hello", true, false);
+  if (g.prompt.empty()) g.prompt.push_back(tok_->bos() >= 0 ? tok_->bos() : 0);
+  g.max_tokens = 1;
+  g.sampling.temperature = 0;
+  auto h = sched_->submit(std::move(g));
+  const GenerateResult r = collect(*h);
+  if (r.finish == FinishReason::Error) throw Error("the warm-up run failed: " + r.error);
+}
 
 std::string ServedModel::error() const {
   std::lock_guard lk(mu_);
@@ -214,6 +262,9 @@ void ServedModel::load(const EngineOptions& opts) {
       if (eo.n_threads == 0) eo.n_threads = opts.n_threads;
       embed_ = std::make_shared<EmbedBatcher>(em, eo);
       load_ms_ = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+      const auto tw = std::chrono::steady_clock::now();
+      warm_up();  // ready only once it has computed an embedding
+      warmup_ms_ = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - tw).count();
       loaded_at_ = std::chrono::system_clock::now();
       state_.store(ModelState::Ready, std::memory_order_release);
       observe::log_info("embedding model ready", {{"model", cfg_.name},
@@ -224,7 +275,9 @@ void ServedModel::load(const EngineOptions& opts) {
                                                   {"n_ctx", em->n_ctx()},
                                                   {"pooling", pooling_name(em->pooling())},
                                                   {"demo", cfg_.demo},
-                                                  {"load_ms", std::round(load_ms_)}});
+                                                  {"version", version()},
+                                                  {"load_ms", std::round(load_ms_)},
+                                                  {"warmup_ms", std::round(warmup_ms_ * 10) / 10}});
       return;
     }
     model_ = Model::load(file_);
@@ -247,6 +300,9 @@ void ServedModel::load(const EngineOptions& opts) {
     so.chunk = opts.chunk;
     sched_ = std::make_unique<Scheduler>(make_context_backend(model_, n_ctx, n_par, opts.n_threads), *tok_, so);
     load_ms_ = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    const auto tw = std::chrono::steady_clock::now();
+    warm_up();  // ready only once it has run a forward pass (first requests do not pay for cold pages)
+    warmup_ms_ = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - tw).count();
     loaded_at_ = std::chrono::system_clock::now();
     state_.store(ModelState::Ready, std::memory_order_release);
     observe::log_info("model ready", {{"model", cfg_.name},
@@ -257,12 +313,19 @@ void ServedModel::load(const EngineOptions& opts) {
                                       {"n_ctx", n_ctx},
                                       {"parallel", n_par},
                                       {"demo", cfg_.demo},
-                                      {"load_ms", std::round(load_ms_)}});
+                                      {"version", version()},
+                                      {"load_ms", std::round(load_ms_)},
+                                      {"warmup_ms", std::round(warmup_ms_ * 10) / 10}});
   } catch (const std::exception& e) {
     {
       std::lock_guard lk(mu_);
       error_ = e.what();
     }
+    stop();  // a model that failed its warm-up frees what it built
+    sched_.reset();
+    embed_.reset();
+    model_.reset();
+    file_.reset();
     state_.store(ModelState::Failed, std::memory_order_release);
     observe::log_error("model failed to load", {{"model", cfg_.name}, {"path", cfg_.path}, {"error", e.what()}});
   }
@@ -298,7 +361,10 @@ void ModelPool::load_async() {
       {
         std::lock_guard lk(mu_);
         if (stopping_) return;
-        if (!make_room(m.get())) {  // MAX_LOADED_MODELS reached by earlier preloads
+        std::error_code ec;
+        const auto bytes = std::filesystem::file_size(m->path(), ec);
+        m->budget_bytes_ = ec ? 0 : static_cast<uint64_t>(bytes);
+        if (!make_room(m.get(), m->budget_bytes_)) {  // MAX_LOADED_MODELS / budget reached by earlier preloads
           m->state_.store(ModelState::Unloaded);
           m->keep_alive_ = life_.default_keep_alive;
           continue;
@@ -319,6 +385,18 @@ void ModelPool::wait_loaded() {
 
 std::shared_ptr<ServedModel> ModelPool::find(std::string_view name) const {
   std::lock_guard lk(mu_);
+  if (auto m = find_locked(name)) return m;
+  if (const ModelAlias* a = name.empty() ? nullptr : find_alias_locked(name)) {  // its heaviest live version
+    std::shared_ptr<ServedModel> best;
+    int best_w = -1;
+    for (const auto& [v, w] : a->versions)
+      if (auto m = find_locked(v); m && w > best_w) best = m, best_w = w;
+    return best;
+  }
+  return nullptr;
+}
+
+std::shared_ptr<ServedModel> ModelPool::find_locked(std::string_view name) const {
   if (name.empty()) return models_.empty() ? nullptr : models_.front();
   for (const auto& m : models_)
     if (m->name() == name) return m;
@@ -335,11 +413,238 @@ std::shared_ptr<ServedModel> ModelPool::find(std::string_view name) const {
   return nullptr;
 }
 
+const ModelAlias* ModelPool::find_alias_locked(std::string_view name) const {
+  for (const auto& a : aliases_)
+    if (a.name == name) return &a;
+  constexpr std::string_view latest = ":latest";
+  if (name.size() > latest.size() && name.substr(name.size() - latest.size()) == latest)
+    for (const auto& a : aliases_)
+      if (a.name == name.substr(0, name.size() - latest.size())) return &a;
+  return nullptr;
+}
+
+ModelPool::Resolved ModelPool::resolve(std::string_view name) const {
+  std::lock_guard lk(mu_);
+  Resolved r;
+  if (const ModelAlias* a = name.empty() ? nullptr : find_alias_locked(name)) {
+    r.served = a->name;
+    r.alias = true;
+    // Weighted pick among the versions still served.
+    std::vector<std::pair<std::shared_ptr<ServedModel>, int>> live;
+    int total = 0;
+    for (const auto& [v, w] : a->versions)
+      if (auto m = find_locked(v); m && w > 0) {
+        live.emplace_back(m, w);
+        total += w;
+      }
+    if (total == 0) {
+      std::string vs;
+      for (const auto& [v, w] : a->versions) vs += (vs.empty() ? "" : ", ") + v + ":" + std::to_string(w);
+      throw Error("the alias '" + a->name + "' points at no served model (versions: " + vs + ")", 503);
+    }
+    thread_local std::mt19937_64 rng{std::random_device{}()};
+    int pick = static_cast<int>(std::uniform_int_distribution<int>(0, total - 1)(rng));
+    for (auto& [m, w] : live) {
+      if (pick < w) {
+        r.model = m;
+        break;
+      }
+      pick -= w;
+    }
+    r.version = r.model->name();
+    return r;
+  }
+  r.model = find_locked(name);
+  if (r.model) {
+    r.served = r.model->name();
+    r.version = r.model->version();
+  }
+  return r;
+}
+
+ModelLease ModelPool::acquire_current(std::shared_ptr<ServedModel>& m) {
+  for (int tries = 0;; ++tries) {
+    if (m->retired()) {
+      std::lock_guard lk(mu_);
+      if (auto cur = find_locked(m->name()); cur && cur != m) m = cur;
+      else throw Error("model '" + m->name() + "' was removed from this server", 404);
+    }
+    try {
+      return acquire(m);
+    } catch (const Error&) {
+      // Retired while this request waited (a swap finished): go to the new one.
+      if (!m->retired() || tries > 3) throw;
+    }
+  }
+}
+
+void ModelPool::set_alias(ModelAlias a) {
+  std::lock_guard lk(mu_);
+  if (a.name.empty()) throw Error("an alias needs a name", 400);
+  for (const auto& m : models_)
+    if (m->name() == a.name)
+      throw Error("'" + a.name + "' is a model, not an alias; choose another alias name or swap the model", 409);
+  if (a.versions.empty()) throw Error("the alias '" + a.name + "' needs at least one version", 400);
+  int total = 0;
+  for (const auto& [v, w] : a.versions) {
+    if (w < 0) throw Error("the alias '" + a.name + "': the weight of '" + v + "' is negative", 400);
+    if (!find_locked(v) || find_alias_locked(v))
+      throw Error("the alias '" + a.name + "': '" + v + "' is not a model served here", 400);
+    total += w;
+  }
+  if (total <= 0) throw Error("the alias '" + a.name + "': the weights are all 0", 400);
+  std::string desc;
+  for (const auto& [v, w] : a.versions) desc += (desc.empty() ? "" : ", ") + v + ":" + std::to_string(w);
+  observe::log_info("alias", {{"alias", a.name}, {"versions", desc}});
+  for (auto& x : aliases_)
+    if (x.name == a.name) {
+      x = std::move(a);
+      return;
+    }
+  aliases_.push_back(std::move(a));
+}
+
+bool ModelPool::remove_alias(const std::string& name) {
+  std::lock_guard lk(mu_);
+  for (auto it = aliases_.begin(); it != aliases_.end(); ++it)
+    if (it->name == name) {
+      aliases_.erase(it);
+      observe::log_info("alias removed", {{"alias", name}});
+      return true;
+    }
+  return false;
+}
+
+std::vector<ModelAlias> ModelPool::aliases() const {
+  std::lock_guard lk(mu_);
+  return aliases_;
+}
+
+void ModelPool::retire_locked(const std::shared_ptr<ServedModel>& m) {
+  m->retired_.store(true);
+  if (m->state() == ModelState::Ready || m->state() == ModelState::Loading) retired_.push_back(m);
+  cv_.notify_all();
+}
+
+std::shared_ptr<ServedModel> ModelPool::swap(const std::string& name, ModelConfig cfg) {
+  std::shared_ptr<ServedModel> old;
+  {
+    std::lock_guard lk(mu_);
+    if (stopping_) throw Error("the server is stopping", 503);
+    for (const auto& m : models_)
+      if (m->name() == name) old = m;
+    if (!old) throw Error("model '" + name + "' is not served here; load it with /admin/models/load", 404);
+    for (const auto& s : swapping_)
+      if (s == name) throw Error("a swap of '" + name + "' is already running; retry when it is done", 409);
+    swapping_.push_back(name);
+    std::error_code ec;
+    const auto bytes = std::filesystem::file_size(cfg.path, ec);
+    if (!make_room(old.get(), ec ? 0 : static_cast<uint64_t>(bytes)))
+      observe::log_warn("swap: the new model is loaded beyond MAX_LOADED_MODELS / the memory budget until the old "
+                        "one is unloaded", {{"model", name}});
+  }
+  struct Done {
+    ModelPool* p;
+    std::string name;
+    ~Done() {
+      std::lock_guard lk(p->mu_);
+      std::erase(p->swapping_, name);
+    }
+  } done{this, name};
+  cfg.name = name;
+  cfg.preload = true;
+  std::error_code fec;
+  const auto nbytes = std::filesystem::file_size(cfg.path, fec);
+  auto nm = std::make_shared<ServedModel>(std::move(cfg));
+  nm->budget_bytes_ = fec ? 0 : static_cast<uint64_t>(nbytes);
+  observe::log_info("swap: loading the new version while the old one serves",
+                    {{"model", name}, {"from", old->path()}, {"to", nm->path()}, {"version", nm->version()}});
+  nm->load(opts_);  // loads and warms up; never throws
+  if (nm->state() != ModelState::Ready) {
+    observe::log_error("swap failed: the old version keeps serving",
+                       {{"model", name}, {"path", nm->path()}, {"error", nm->error()}});
+    throw Error("swap of '" + name + "' failed, the old version keeps serving: " + nm->error(),
+                422);
+  }
+  std::lock_guard lk(mu_);
+  if (stopping_) throw Error("the server is stopping", 503);
+  bool placed = false;
+  for (auto& m : models_)
+    if (m == old) {
+      {
+        std::scoped_lock ml(old->mu_, nm->mu_);
+        nm->keep_alive_ = old->keep_alive_;  // the old one's setting carries over
+        nm->expires_at_ = nm->keep_alive_ < std::chrono::milliseconds(0)
+                              ? std::chrono::system_clock::time_point::max()
+                              : std::chrono::system_clock::now() + nm->keep_alive_;
+      }
+      nm->last_used_ = std::chrono::steady_clock::now();
+      m = nm;  // the switch: new requests get the new model from here on
+      placed = true;
+    }
+  if (!placed) throw Error("model '" + name + "' was removed while its swap ran", 409);
+  retire_locked(old);
+  observe::log_info("model swapped", {{"model", name}, {"from", old->path()}, {"to", nm->path()},
+                                      {"old_version", old->version()}, {"version", nm->version()},
+                                      {"in_flight_on_old", old->in_flight()},
+                                      {"load_ms", std::round(nm->load_ms())},
+                                      {"warmup_ms", std::round(nm->warmup_ms() * 10) / 10}});
+  return nm;
+}
+
+std::shared_ptr<ServedModel> ModelPool::load_now(const std::string& name, std::chrono::milliseconds keep_alive,
+                                                 std::optional<ModelConfig> cfg) {
+  std::shared_ptr<ServedModel> m;
+  {
+    std::unique_lock lk(mu_);
+    for (const auto& x : models_)
+      if (x->name() == name) m = x;
+    if (!m && find_alias_locked(name)) throw Error("'" + name + "' is an alias; load its versions", 409);
+    if (!m) {
+      if (!cfg) throw Error("model '" + name + "' is not served here; give a 'path' to add it", 404);
+      cfg->name = name;
+      cfg->preload = false;
+      m = std::make_shared<ServedModel>(std::move(*cfg));
+      m->state_.store(ModelState::Unloaded);
+      models_.push_back(m);
+      observe::log_info("model added", {{"model", name}, {"path", m->path()}});
+    } else if (cfg && cfg->path != m->path()) {
+      throw Error("model '" + name + "' is served from " + m->path() +
+                      "; use /admin/models/swap to switch it to another file",
+                  409);
+    }
+  }
+  ModelLease lease = acquire(m);  // loads when unloaded (evicting beyond the bounds), waits
+  m->set_keep_alive(keep_alive);
+  return m;
+}
+
+bool ModelPool::remove(const std::string& name) {
+  std::lock_guard lk(mu_);
+  for (auto it = models_.begin(); it != models_.end(); ++it)
+    if ((*it)->name() == name) {
+      auto m = *it;
+      models_.erase(it);
+      retire_locked(m);
+      observe::log_info("model removed", {{"model", name}, {"in_flight", m->in_flight()}});
+      return true;
+    }
+  return false;
+}
+
+void ModelPool::run_task(std::function<void()> f) {
+  std::lock_guard lk(mu_);
+  if (stopping_) throw Error("the server is stopping", 503);
+  loads_.emplace_back(std::move(f));
+}
+
 ModelLease ModelPool::acquire(const std::shared_ptr<ServedModel>& m) {
   std::unique_lock lk(mu_);
   const auto deadline = std::chrono::steady_clock::now() + life_.load_wait;
   for (;;) {
     if (stopping_) throw Error("the server is stopping", 503);
+    if (m->retired() && m->state() != ModelState::Ready)  // swapped out and unloaded: never reload it
+      throw Error("model '" + m->name() + "' was replaced; retry", 503);
     switch (m->state()) {
       case ModelState::Ready: {
         ++m->in_flight_;
@@ -356,11 +661,16 @@ ModelLease ModelPool::acquire(const std::shared_ptr<ServedModel>& m) {
       case ModelState::Loading:
         if (!m->on_demand_) throw Error("model '" + m->name() + "' is still loading; retry shortly", 503);
         break;
-      case ModelState::Unloaded:
-        if (!make_room(m.get()))
-          throw Error("model '" + m->name() + "' cannot be loaded now: " + std::to_string(life_.max_loaded) +
-                          " models are loaded (MAX_LOADED_MODELS) and all are busy; retry shortly",
+      case ModelState::Unloaded: {
+        std::error_code ec;
+        const auto bytes = std::filesystem::file_size(m->path(), ec);
+        m->budget_bytes_ = ec ? 0 : static_cast<uint64_t>(bytes);
+        if (!make_room(m.get(), m->budget_bytes_))
+          throw Error("model '" + m->name() + "' cannot be loaded now: the loaded models are all busy and there is no "
+                          "room for another (MAX_LOADED_MODELS " + std::to_string(life_.max_loaded) +
+                          ", MAX_MODEL_MEMORY " + std::to_string(life_.memory_budget) + " bytes); retry shortly",
                       503);
+      }
         start_load(m, lk);
         break;
     }
@@ -389,22 +699,34 @@ void ModelPool::start_load(const std::shared_ptr<ServedModel>& m, std::unique_lo
   });
 }
 
-bool ModelPool::make_room(const ServedModel* except) {
-  if (life_.max_loaded <= 0) return true;
+bool ModelPool::make_room(const ServedModel* except, uint64_t incoming) {
+  if (life_.max_loaded <= 0 && life_.memory_budget == 0) return true;
   for (;;) {
     int loaded = 0;
+    uint64_t bytes = 0;
     ServedModel* lru = nullptr;
     for (const auto& x : models_) {
       if (x.get() == except) continue;
       const ModelState s = x->state();
-      if (s == ModelState::Ready || s == ModelState::Loading) ++loaded;
+      if (s == ModelState::Ready || s == ModelState::Loading) {
+        ++loaded;
+        bytes += x->budget_bytes_;
+      }
       if (s == ModelState::Ready && x->in_flight_.load() == 0 && (!lru || x->last_used_ < lru->last_used_))
         lru = x.get();
     }
-    if (loaded < life_.max_loaded) return true;
+    const bool over_count = life_.max_loaded > 0 && loaded >= life_.max_loaded;
+    // A model larger than the budget on its own still loads when nothing else is loaded.
+    const bool over_memory = life_.memory_budget > 0 && loaded > 0 && bytes + incoming > life_.memory_budget;
+    if (!over_count && !over_memory) return true;
     if (!lru) return false;
     observe::log_info("evicting model '" + lru->name() + "' (least recently used)",
-                      {{"model", lru->name()}, {"max_loaded_models", life_.max_loaded}});
+                      {{"model", lru->name()},
+                       {"reason", over_count ? "max_loaded_models" : "memory_budget"},
+                       {"max_loaded_models", life_.max_loaded},
+                       {"loaded_bytes", static_cast<int64_t>(bytes)},
+                       {"incoming_bytes", static_cast<int64_t>(incoming)},
+                       {"memory_budget", static_cast<int64_t>(life_.memory_budget)}});
     lru->unload();
   }
 }
@@ -445,6 +767,20 @@ void ModelPool::reaper() {
       }
       if (exp <= now) m->unload();
     }
+    // Swapped-out / removed models: unloaded once their last request is done.
+    for (auto it = retired_.begin(); it != retired_.end();) {
+      auto& m = *it;
+      if (m->in_flight_.load() != 0 || m->state() == ModelState::Loading) {
+        ++it;
+        continue;
+      }
+      if (m->state() == ModelState::Ready) {
+        observe::log_info("unloading the replaced model now that its requests are done",
+                          {{"model", m->name()}, {"path", m->path()}, {"version", m->version()}});
+        m->unload();
+      }
+      it = retired_.erase(it);
+    }
   }
 }
 
@@ -464,6 +800,12 @@ void ModelPool::stop() {
   for (auto& t : loads)
     if (t.joinable()) t.join();
   for (auto& m : list()) m->stop();
+  std::vector<std::shared_ptr<ServedModel>> retired;
+  {
+    std::lock_guard lk(mu_);
+    retired.swap(retired_);
+  }
+  for (auto& m : retired) m->stop();
 }
 
 }  // namespace lmhost

@@ -57,6 +57,9 @@ struct ModelConfig {
   std::string sha256;
   bool preload = true;  // loaded at start-up; otherwise on first use
   std::string source;   // "file", "ollama" (where it was found; informational)
+  // Label of this file's version (X-Lmhost-Model-Version, the request log);
+  // empty: the file's name without .gguf (an Ollama blob: "sha256-" + 12 hex).
+  std::string version;
 };
 
 class ServedModel {
@@ -91,6 +94,14 @@ class ServedModel {
   std::chrono::system_clock::time_point loaded_at() const { return loaded_at_; }
   std::chrono::system_clock::time_point modified_at() const { return modified_at_; }
   double load_ms() const { return load_ms_; }
+  // The warm-up run after loading (a one-token generation, or one embedding), in ms.
+  double warmup_ms() const { return warmup_ms_; }
+  // The version label (ModelConfig::version, else derived from the file name).
+  std::string version() const;
+  // Replaced by a swap or removed by a reload: it finishes the requests it
+  // holds, is unloaded once idle and is never handed out again.
+  bool retired() const { return retired_.load(); }
+  const ModelConfig& config() const { return cfg_; }
   const std::string& sha256() const { return cfg_.sha256; }
   const std::string& source() const { return cfg_.source; }
   bool preload() const { return cfg_.preload; }
@@ -139,8 +150,11 @@ class ServedModel {
   std::string template_source_;
   std::string arch_, quant_;
   uint64_t file_bytes_ = 0, parameters_ = 0;
-  double load_ms_ = 0;
+  double load_ms_ = 0, warmup_ms_ = 0;
   std::chrono::system_clock::time_point loaded_at_{}, modified_at_{};
+  std::atomic<bool> retired_{false};
+  uint64_t budget_bytes_ = 0;  // file size counted against the memory budget while loading / loaded
+  void warm_up();  // throws when the model cannot run
 };
 
 struct LifecycleOptions {
@@ -149,7 +163,21 @@ struct LifecycleOptions {
   std::chrono::milliseconds default_keep_alive{std::chrono::minutes(5)};
   int max_loaded = 0;  // MAX_LOADED_MODELS: loaded (or loading) models at most; 0: no bound
   std::chrono::milliseconds load_wait{std::chrono::minutes(10)};  // a request waits this long for an on-demand load
+  // MAX_MODEL_MEMORY: bytes of model files loaded at once (0: no bound); the
+  // least recently used idle models are unloaded to make room for another.
+  uint64_t memory_budget = 0;
 };
+
+// A served name that points at weighted versions (canary releases): each
+// request picks one of the models by weight (weights need not sum to 100).
+struct ModelAlias {
+  std::string name;
+  std::vector<std::pair<std::string, int>> versions;  // (model name, weight >= 0)
+};
+
+// "8GiB", "512MiB", "2GB", "1000000" (bytes) -> bytes; 0 for "" or "0".
+// Error(400) naming the text otherwise.
+uint64_t parse_bytes(const std::string& text);
 
 // A model held by a request: released (keep_alive timer starts) when the last copy goes.
 using ModelLease = std::shared_ptr<void>;
@@ -183,16 +211,60 @@ class ModelPool {
   // Unloads now when idle, else as soon as its last request ends (keep_alive 0).
   void unload(const std::shared_ptr<ServedModel>& m);
 
+  // ---- names, aliases, hot swap (admin API, SIGHUP reload) ----
+
+  // What a request's model name resolves to: an alias picks one of its
+  // versions by weight. model is nullptr for an unknown name; Error(503) for
+  // an alias whose versions are all gone.
+  struct Resolved {
+    std::shared_ptr<ServedModel> model;
+    std::string served;   // the name asked for: the alias, else the model's name
+    std::string version;  // the version that answers: an alias's model name, else the model's version()
+    bool alias = false;
+  };
+  Resolved resolve(std::string_view name) const;
+  // acquire() for a model found a moment ago: when a swap retired it in
+  // between, m is pointed at its replacement first (requests never fail on a swap).
+  ModelLease acquire_current(std::shared_ptr<ServedModel>& m);
+
+  // Replaces (or adds) an alias; Error(400) for an unknown version, a name
+  // taken by a model, a negative weight or all weights 0.
+  void set_alias(ModelAlias a);
+  bool remove_alias(const std::string& name);
+  std::vector<ModelAlias> aliases() const;
+
+  // Loads (and warms) cfg as a new model while the current model of that name
+  // keeps serving, then switches the name to it atomically; requests in flight
+  // on the old model finish on it, and it is unloaded once idle. Blocks until
+  // done. Error(404) for an unknown name, Error(409) while another swap of it
+  // runs, the load error (old model untouched) when the new one fails.
+  std::shared_ptr<ServedModel> swap(const std::string& name, ModelConfig cfg);
+  // Loads a known model now (keep_alive: how long it stays when idle) and
+  // waits; Error when it fails. Adds cfg first when its name is new.
+  std::shared_ptr<ServedModel> load_now(const std::string& name, std::chrono::milliseconds keep_alive,
+                                        std::optional<ModelConfig> cfg = std::nullopt);
+  // Takes the name out of the pool: requests on it finish, then it unloads.
+  bool remove(const std::string& name);
+  // Runs f on a thread the pool joins at stop() (slow admin work off the I/O threads).
+  void run_task(std::function<void()> f);
+
  private:
   void release(ServedModel* m);
   void start_load(const std::shared_ptr<ServedModel>& m, std::unique_lock<std::mutex>& lk);  // mu_ held
-  bool make_room(const ServedModel* except);  // mu_ held: evicts LRU idle models beyond max_loaded
+  // mu_ held: evicts LRU idle models beyond max_loaded or the memory budget (incoming: bytes about to load).
+  bool make_room(const ServedModel* except, uint64_t incoming = 0);
+  std::shared_ptr<ServedModel> find_locked(std::string_view name) const;
+  const ModelAlias* find_alias_locked(std::string_view name) const;
+  void retire_locked(const std::shared_ptr<ServedModel>& m);  // unloaded by the reaper once idle
   void reaper();
   EngineOptions opts_;
   LifecycleOptions life_;
   mutable std::mutex mu_;
   std::condition_variable cv_;  // state changes, releases
   std::vector<std::shared_ptr<ServedModel>> models_;
+  std::vector<ModelAlias> aliases_;
+  std::vector<std::shared_ptr<ServedModel>> retired_;  // swapped out / removed, still finishing requests
+  std::vector<std::string> swapping_;                  // names with a swap in progress
   std::vector<std::thread> loads_;  // on-demand loads and unloads
   std::thread loader_, reaper_;
   bool stopping_ = false;

@@ -26,6 +26,7 @@ struct RequestInfo {
   std::string model;     // model the handler resolved
   std::string key_name;  // name of the API key used (never the key)
   std::string backend;   // upstream that served it ("ollama:URL" / "openai:URL"); "" = this server
+  std::string model_version;  // the model version that answered (an alias's pick, else the file's version label)
   // Set by the gateway middleware: throws lmhost::Error(403) when the request
   // may not use this model (the API layer calls it when it resolves a model).
   std::function<void(const std::string& model)> authorize_model;
