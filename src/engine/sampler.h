@@ -58,6 +58,8 @@ class Sampler {
   std::deque<Token> history_;
   std::unordered_map<Token, int> counts_;  // occurrences within the window
   std::vector<std::pair<float, Token>> cand_;  // scratch
+  std::vector<float> weights_;                 // scratch
+  Token draw_sorted(double all);
 };
 
 // Index of the largest logit (lowest id on ties).
