@@ -17,6 +17,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <vector>
 
@@ -372,6 +373,124 @@ void gemm_k(const void* w, size_t ws, int64_t rows, const GemmAct& act, int64_t 
   }
 }
 
+
+// ----------------------------------------------------------------- attention
+//
+// The F16-cache attention of one query head (Kernels::attn_f16, same
+// roundings as ops::attend_head's portable loop) for long contexts, as in
+// prompt processing: scores of 16 keys at a time, summed across lanes by a
+// transpose tree into one vector (instead of one horizontal sum per key),
+// exp of 16 scores at once, and two accumulator sets for the values.
+
+inline __m512 load_h(const uint16_t* p) { return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))); }
+
+// Lane u = the sum of the 16 lanes of s[u].
+inline __m512 hsum16(__m512 (&s)[16]) {
+  __m512 t[8];
+#pragma GCC unroll 8
+  for (int i = 0; i < 8; ++i)
+    t[i] = _mm512_add_ps(_mm512_unpacklo_ps(s[2 * i], s[2 * i + 1]), _mm512_unpackhi_ps(s[2 * i], s[2 * i + 1]));
+  __m512 u[4];
+#pragma GCC unroll 4
+  for (int i = 0; i < 4; ++i) {
+    const __m512d a = _mm512_castps_pd(t[2 * i]), b = _mm512_castps_pd(t[2 * i + 1]);
+    u[i] = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(a, b)), _mm512_castpd_ps(_mm512_unpackhi_pd(a, b)));
+  }
+  // u[i]: per 128-bit chunk L, partial sums of keys 4i..4i+3.
+  const __m512 v01 = _mm512_add_ps(_mm512_shuffle_f32x4(u[0], u[1], 0x88), _mm512_shuffle_f32x4(u[0], u[1], 0xDD));
+  const __m512 v23 = _mm512_add_ps(_mm512_shuffle_f32x4(u[2], u[3], 0x88), _mm512_shuffle_f32x4(u[2], u[3], 0xDD));
+  return _mm512_add_ps(_mm512_shuffle_f32x4(v01, v23, 0x88), _mm512_shuffle_f32x4(v01, v23, 0xDD));
+}
+
+// e^x for x <= 0 (scores minus their maximum): x = n ln2 + r, |r| <= ln2 / 2,
+// a degree-6 polynomial for e^r (relative error ~2e-7), times 2^n.
+inline __m512 exp_neg(__m512 x) {
+  x = _mm512_max_ps(x, _mm512_set1_ps(-104.0f));  // below: e^x underflows to 0 either way
+  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+  __m512 p = _mm512_set1_ps(1.0f / 720.0f);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120.0f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24.0f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6.0f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+  return _mm512_scalef_ps(p, n);
+}
+
+void attn_f16_blocked(const float* q, const uint16_t* k, const uint16_t* v, int64_t ks, int64_t vs, int n_pos,
+                      int hdk, int hdv, float scale, float* scores, float* out) {
+  const int nk = hdk / 16, nv = hdv / 16;
+  __m512 qr[16];
+  for (int c = 0; c < nk; ++c)  // q rounded to F16, as the reference computes with an F16 cache
+    qr[c] = _mm512_cvtph_ps(_mm512_cvtps_ph(_mm512_loadu_ps(q + 16 * c), _MM_FROUND_TO_NEAREST_INT));
+  const __m512 vscale = _mm512_set1_ps(scale);
+  __m512 vmax = _mm512_set1_ps(-INFINITY);
+  int j = 0;
+  for (; j + 16 <= n_pos; j += 16) {
+    __m512 s[16];
+#pragma GCC unroll 16
+    for (int u = 0; u < 16; ++u) {
+      const uint16_t* kj = k + (j + u) * ks;
+      __m512 a = _mm512_mul_ps(qr[0], load_h(kj));
+      for (int c = 1; c < nk; ++c) a = _mm512_fmadd_ps(qr[c], load_h(kj + 16 * c), a);
+      s[u] = a;
+    }
+    const __m512 sc = _mm512_mul_ps(hsum16(s), vscale);
+    _mm512_storeu_ps(scores + j, sc);
+    vmax = _mm512_max_ps(vmax, sc);
+  }
+  float mx = _mm512_reduce_max_ps(vmax);
+  for (; j < n_pos; ++j) {
+    const uint16_t* kj = k + j * ks;
+    __m512 a = _mm512_mul_ps(qr[0], load_h(kj));
+    for (int c = 1; c < nk; ++c) a = _mm512_fmadd_ps(qr[c], load_h(kj + 16 * c), a);
+    const float sc = _mm512_reduce_add_ps(a) * scale;
+    scores[j] = sc;
+    mx = sc > mx ? sc : mx;
+  }
+  // Softmax: exponentials summed in double, then probabilities rounded to F16.
+  const __m512 vmx = _mm512_set1_ps(mx);
+  __m512d sum0 = _mm512_setzero_pd(), sum1 = _mm512_setzero_pd();
+  for (j = 0; j < n_pos; j += 16) {
+    const __mmask16 m = n_pos - j >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << (n_pos - j)) - 1);
+    const __m512 e = _mm512_maskz_mov_ps(m, exp_neg(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, scores + j), vmx)));
+    _mm512_mask_storeu_ps(scores + j, m, e);
+    sum0 = _mm512_add_pd(sum0, _mm512_cvtps_pd(_mm512_castps512_ps256(e)));
+    sum1 = _mm512_add_pd(sum1, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(e), 1))));
+  }
+  const double sum = _mm512_reduce_add_pd(_mm512_add_pd(sum0, sum1));
+  const __m512 inv = _mm512_set1_ps(static_cast<float>(1.0 / sum));
+  for (j = 0; j < n_pos; j += 16) {
+    const __mmask16 m = n_pos - j >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << (n_pos - j)) - 1);
+    const __m512 p = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, scores + j), inv);
+    _mm512_mask_storeu_ps(scores + j, m, _mm512_cvtph_ps(_mm512_cvtps_ph(p, _MM_FROUND_TO_NEAREST_INT)));
+  }
+  __m512 acc[16], acc2[8];
+  for (int c = 0; c < nv; ++c) acc[c] = _mm512_setzero_ps();
+  j = 0;
+  if (nv <= 8) {  // two accumulator sets: the FMA chains of even and odd positions overlap
+    for (int c = 0; c < nv; ++c) acc2[c] = _mm512_setzero_ps();
+    for (; j + 2 <= n_pos; j += 2) {
+      const __m512 p0 = _mm512_set1_ps(scores[j]), p1 = _mm512_set1_ps(scores[j + 1]);
+      const uint16_t* v0 = v + j * vs;
+      const uint16_t* v1 = v0 + vs;
+      for (int c = 0; c < nv; ++c) {
+        acc[c] = _mm512_fmadd_ps(p0, load_h(v0 + 16 * c), acc[c]);
+        acc2[c] = _mm512_fmadd_ps(p1, load_h(v1 + 16 * c), acc2[c]);
+      }
+    }
+    for (int c = 0; c < nv; ++c) acc[c] = _mm512_add_ps(acc[c], acc2[c]);
+  }
+  for (; j < n_pos; ++j) {
+    const __m512 p = _mm512_set1_ps(scores[j]);
+    const uint16_t* vj = v + j * vs;
+    for (int c = 0; c < nv; ++c) acc[c] = _mm512_fmadd_ps(p, load_h(vj + 16 * c), acc[c]);
+  }
+  for (int c = 0; c < nv; ++c) _mm512_storeu_ps(out + 16 * c, acc[c]);
+}
+
 }  // namespace
 
 void fill_gemm_avx512(Kernels& k) {
@@ -381,6 +500,9 @@ void fill_gemm_avx512(Kernels& k) {
   k.gemm[id(DType::Q8_0)] = gemm_leg<DecQ8_0>;
   k.gemm[id(DType::Q4_K)] = gemm_k<DecQ4_K>;
   k.gemm[id(DType::Q6_K)] = gemm_k<DecQ6_K>;
+  // Replaces kernels_avx512.cpp's attn_f16 (same contract and roundings;
+  // 16 keys per step instead of one horizontal sum per key).
+  k.attn_f16 = attn_f16_blocked;
 }
 
 }  // namespace lmhost::detail
