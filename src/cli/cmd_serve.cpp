@@ -9,9 +9,14 @@
 #include <cctype>
 #include <cstdio>
 #include <cstdlib>
+#include <atomic>
+#include <csignal>
 #include <filesystem>
+#include <mutex>
+#include <thread>
 #include <unistd.h>
 
+#include "api/admin.h"
 #include "api/api.h"
 #include "api/production.h"
 #include "config/config.h"
@@ -52,6 +57,7 @@ struct ServeOptions {
   int max_loaded = -1;        // --max-loaded-models (env MAX_LOADED_MODELS / OLLAMA_MAX_LOADED_MODELS)
   std::vector<std::string> preload;  // --preload NAME (env PRELOAD_MODELS, comma-separated; "*" = all)
   std::vector<std::string> upstreams;  // --upstream ollama:URL | openai:URL[#KEY]
+  std::vector<std::string> aliases;    // --alias NAME=VERSION:WEIGHT,... (env MODEL_ALIASES)
 };
 
 config::Config build_config(const ServeOptions& o) {
@@ -84,6 +90,15 @@ config::Config build_config(const ServeOptions& o) {
     ov.emplace_back(kv.substr(0, eq), kv.substr(eq + 1));
   }
   for (const auto& k : o.api_keys) ov.emplace_back("auth.api_keys", k);
+  if (!o.keep_alive.empty()) ov.emplace_back("models.keep_alive", o.keep_alive);
+  num("models.max_loaded", o.max_loaded);
+  if (!o.ollama_models.empty()) ov.emplace_back("models.ollama_store", o.ollama_models);
+  if (!o.preload.empty()) {
+    std::string joined;
+    for (const auto& p : o.preload) joined += (joined.empty() ? "" : ",") + p;
+    ov.emplace_back("models.preload", joined);
+  }
+  for (const auto& a : o.aliases) ov.emplace_back("models.aliases", a);
   if (!o.upstreams.empty()) {
     std::string joined;
     for (const auto& u : o.upstreams) joined += (joined.empty() ? "" : ",") + u;
@@ -179,6 +194,7 @@ std::shared_ptr<gateway::Upstreams> make_upstreams(const config::Config& cfg) {
   uo.health_interval = std::chrono::seconds(cfg.upstream_health_interval_seconds);
   uo.cooldown = std::chrono::seconds(cfg.upstream_cooldown_seconds);
   uo.failure_threshold = static_cast<int>(cfg.upstream_failure_threshold);
+  uo.balance = gateway::parse_balance(cfg.upstream_balance);
   auto ups = std::make_shared<gateway::Upstreams>(std::move(specs), uo);
   ups->start();
   for (const auto& u : ups->all())
@@ -187,35 +203,18 @@ std::shared_ptr<gateway::Upstreams> make_upstreams(const config::Config& cfg) {
   return ups;
 }
 
-int serve(const ServeOptions& o, const config::Config& cfg) {
-  EngineOptions eo;
-  eo.n_parallel = static_cast<int>(cfg.parallel);
-  eo.n_ctx = static_cast<int>(cfg.ctx);
-  eo.n_threads = static_cast<int>(cfg.threads);
-  eo.max_queue = static_cast<int>(cfg.max_queue);
-  if (eo.n_parallel < 1 || eo.n_parallel > 256) throw Error("--parallel must be between 1 and 256");
-  eo.embed.batch_size = static_cast<int>(cfg.batch_size);  // embedding models: dynamic batching
-  eo.embed.max_batch_tokens = env_int("MAX_BATCH_TOKENS", 8192);
-  eo.embed.max_wait = std::chrono::microseconds(env_int("BATCH_WAIT_US", 2000));
-  eo.embed.max_queue = env_int("EMBED_MAX_QUEUE", 1024);
-  if (eo.embed.batch_size < 1 || eo.embed.max_batch_tokens < 1 || eo.embed.max_queue < 1)
-    throw Error("BATCH_SIZE, MAX_BATCH_TOKENS and EMBED_MAX_QUEUE must be positive");
-  LifecycleOptions life;
-  if (std::string ka = !o.keep_alive.empty() ? o.keep_alive : env_str("KEEP_ALIVE", "OLLAMA_KEEP_ALIVE"); !ka.empty())
-    life.default_keep_alive = parse_keep_alive(ka);
-  life.max_loaded = o.max_loaded >= 0 ? o.max_loaded
-                                      : env_int("MAX_LOADED_MODELS", env_int("OLLAMA_MAX_LOADED_MODELS", 0));
-  if (life.max_loaded < 0) throw Error("MAX_LOADED_MODELS must be 0 (no bound) or more", 400);
-  std::vector<std::string> preload = o.preload;
-  if (preload.empty())
-    if (std::string p = env_str("PRELOAD_MODELS"); !p.empty())
-      for (size_t i = 0; i <= p.size();) {
-        size_t j = p.find(',', i);
-        if (j == std::string::npos) j = p.size();
-        if (j > i) preload.push_back(p.substr(i, j - i));
-        i = j + 1;
-      }
-  auto pool = std::make_shared<ModelPool>(eo, life);
+// The models a configuration names: files (models.paths, models.dir), an
+// Ollama store, else the two demo models. Used at start-up and by reloads.
+struct ModelList {
+  std::vector<ModelConfig> models;
+  bool demo = false;
+  size_t n_store = 0;
+  std::string store;
+};
+
+ModelList model_list(const config::Config& cfg) {
+  ModelList out;
+  const std::vector<std::string>& preload = cfg.preload;
   // Preloaded at start-up: the listed names ("*": all), else files yes and Ollama-store models no.
   auto preloaded = [&](const std::string& name, bool by_default) {
     if (preload.empty()) return by_default;
@@ -223,7 +222,6 @@ int serve(const ServeOptions& o, const config::Config& cfg) {
       if (p == "*" || p == name || p + ":latest" == name || p == name + ":latest") return true;
     return false;
   };
-
   std::vector<std::string> specs = cfg.model_paths;
   if (!cfg.models_dir.empty()) {
     std::error_code ec;
@@ -239,6 +237,11 @@ int serve(const ServeOptions& o, const config::Config& cfg) {
       return name == cfg.default_model;
     });
   }
+  auto has = [&](const std::string& name) {
+    for (const auto& m : out.models)
+      if (m.name == name) return true;
+    return false;
+  };
   for (const auto& s : specs) {
     ModelConfig c;
     const size_t eq = s.find('=');
@@ -251,41 +254,164 @@ int serve(const ServeOptions& o, const config::Config& cfg) {
     c.sha256 = split_checksum(c.path);
     if (c.name.empty()) c.name = fs::path(c.path).stem().string();
     if (!fs::exists(c.path)) throw Error("model file not found: " + c.path);
+    if (has(c.name)) throw Error("two models are named '" + c.name + "' (use --model NAME=PATH)");
     c.source = "file";
     c.preload = preloaded(c.name, true);
-    pool->add(std::move(c));
+    out.models.push_back(std::move(c));
   }
   // An Ollama model store: GGUF blobs served in place under their Ollama names.
-  size_t n_store = 0;
-  if (std::string store = !o.ollama_models.empty() ? o.ollama_models : default_ollama_store(); !store.empty()) {
-    for (auto& sm : scan_ollama_store(store)) {
-      if (pool->find(sm.name) && pool->find(sm.name)->name() == sm.name) continue;  // --model NAME wins
+  out.store = !cfg.ollama_store.empty() ? cfg.ollama_store : default_ollama_store();
+  if (!out.store.empty()) {
+    for (auto& sm : scan_ollama_store(out.store)) {
+      if (has(sm.name)) continue;  // --model NAME wins
       ModelConfig c;
       c.name = sm.name;
       c.path = sm.path;
       c.sha256 = sm.sha256;
       c.source = "ollama";
       c.preload = preloaded(c.name, false);
-      pool->add(std::move(c));
-      ++n_store;
+      out.models.push_back(std::move(c));
+      ++out.n_store;
     }
-    observe::log_info("ollama store", {{"dir", store}, {"models", static_cast<int64_t>(n_store)}});
   }
-  const bool demo = specs.empty() && n_store == 0;
-  if (demo) {
+  out.demo = specs.empty() && out.n_store == 0;
+  if (out.demo) {
     ModelConfig c;
     c.name = "demo";
     c.path = demo_path();
     c.demo = true;
     c.prepare = ensure_demo;
-    pool->add(std::move(c));
+    out.models.push_back(std::move(c));
     ModelConfig e;
     e.name = "demo-embed";
     e.path = fs::path(demo_path()).parent_path().string() + "/demo-embed-v1.gguf";
     e.demo = true;
     e.prepare = ensure_demo_embed;
-    pool->add(std::move(e));
+    out.models.push_back(std::move(e));
   }
+  return out;
+}
+
+ModelAlias to_alias(const config::AliasConfig& a) {
+  ModelAlias x;
+  x.name = a.name;
+  for (const auto& [v, w] : a.versions) x.versions.emplace_back(v, static_cast<int>(w));
+  return x;
+}
+
+// SIGHUP (and POST /admin/reload): re-reads the configuration and applies its
+// model list and aliases to the running pool. New models are added (and
+// loaded when preloaded), removed ones leave once idle, a changed file is
+// hot-swapped. A bad configuration throws and changes nothing.
+std::string reload_models(const ServeOptions& o, ModelPool& pool) {
+  static std::mutex mu;  // one reload at a time
+  std::lock_guard lk(mu);
+  const config::Config cfg = build_config(o);  // ConfigError: nothing changed yet
+  ModelList ml = model_list(cfg);
+  for (const auto& a : cfg.aliases)  // aliases must name models of the new list (checked before any change)
+    for (const auto& [v, w] : a.versions) {
+      bool found = false;
+      for (const auto& m : ml.models) found = found || m.name == v || m.name == v + ":latest";
+      if (!found) throw Error("models.aliases: '" + a.name + "' points at '" + v + "', which is not a model", 400);
+    }
+  std::vector<std::string> changes;
+  std::vector<std::string> keep;
+  for (auto& c : ml.models) {
+    keep.push_back(c.name);
+    std::shared_ptr<ServedModel> cur;
+    for (const auto& m : pool.list())
+      if (m->name() == c.name) cur = m;
+    if (!cur) {
+      const bool load = c.preload;
+      const std::string name = c.name, path = c.path;
+      c.preload = false;  // added as unloaded; loaded below when it is a preload model
+      pool.add(std::move(c));
+      changes.push_back("added " + name);
+      observe::log_info("reload: model added", {{"model", name}, {"path", path}, {"preload", load}});
+      if (load) {
+        try {
+          pool.load_now(name, kKeepForever);
+        } catch (const std::exception& e) {
+          changes.push_back("load of " + name + " failed");
+          observe::log_error("reload: the added model failed to load", {{"model", name}, {"error", e.what()}});
+        }
+      }
+    } else if (cur->path() != c.path || cur->sha256() != c.sha256) {
+      const std::string name = c.name, from = cur->path(), to = c.path;
+      try {
+        pool.swap(name, std::move(c));
+        changes.push_back("swapped " + name);
+        observe::log_info("reload: model swapped", {{"model", name}, {"from", from}, {"to", to}});
+      } catch (const std::exception& e) {
+        changes.push_back("swap of " + name + " failed");
+        observe::log_error("reload: swap failed, the old version keeps serving",
+                           {{"model", name}, {"to", to}, {"error", e.what()}});
+      }
+    }
+  }
+  for (const auto& m : pool.list())
+    if (std::find(keep.begin(), keep.end(), m->name()) == keep.end()) {
+      pool.remove(m->name());
+      changes.push_back("removed " + m->name());
+    }
+  std::vector<std::string> alias_names;
+  for (const auto& a : cfg.aliases) {
+    alias_names.push_back(a.name);
+    bool same = false;
+    const ModelAlias na = to_alias(a);
+    for (const auto& x : pool.aliases())
+      if (x.name == na.name) same = x.versions == na.versions;
+    if (same) continue;
+    try {
+      pool.set_alias(na);
+      changes.push_back("alias " + a.name);
+    } catch (const std::exception& e) {
+      observe::log_error("reload: alias refused", {{"alias", a.name}, {"error", e.what()}});
+    }
+  }
+  for (const auto& x : pool.aliases())
+    if (std::find(alias_names.begin(), alias_names.end(), x.name) == alias_names.end()) {
+      pool.remove_alias(x.name);
+      changes.push_back("removed alias " + x.name);
+    }
+  std::string summary;
+  for (const auto& c : changes) summary += (summary.empty() ? "" : "; ") + c;
+  return summary.empty() ? "no model changes" : summary;
+}
+
+std::atomic<bool> g_sighup{false};
+extern "C" void on_sighup(int) { g_sighup.store(true); }
+
+int serve(const ServeOptions& o, const config::Config& cfg) {
+  // SIGHUP reloads the model list (installed before anything can send it).
+  struct sigaction sa {};
+  sa.sa_handler = on_sighup;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESTART;
+  ::sigaction(SIGHUP, &sa, nullptr);
+  EngineOptions eo;
+  eo.n_parallel = static_cast<int>(cfg.parallel);
+  eo.n_ctx = static_cast<int>(cfg.ctx);
+  eo.n_threads = static_cast<int>(cfg.threads);
+  eo.max_queue = static_cast<int>(cfg.max_queue);
+  if (eo.n_parallel < 1 || eo.n_parallel > 256) throw Error("--parallel must be between 1 and 256");
+  eo.embed.batch_size = static_cast<int>(cfg.batch_size);  // embedding models: dynamic batching
+  eo.embed.max_batch_tokens = static_cast<int>(cfg.embed_max_batch_tokens);
+  eo.embed.max_wait = std::chrono::microseconds(cfg.embed_batch_wait_us);
+  eo.embed.max_queue = static_cast<int>(cfg.embed_max_queue);
+  LifecycleOptions life;
+  if (std::string ka = !cfg.keep_alive.empty() ? cfg.keep_alive : env_str("OLLAMA_KEEP_ALIVE"); !ka.empty())
+    life.default_keep_alive = parse_keep_alive(ka);
+  life.max_loaded = cfg.max_loaded_models > 0 ? static_cast<int>(cfg.max_loaded_models)
+                                              : env_int("OLLAMA_MAX_LOADED_MODELS", 0);
+  if (life.max_loaded < 0) throw Error("MAX_LOADED_MODELS must be 0 (no bound) or more", 400);
+  life.memory_budget = parse_bytes(cfg.memory_budget);
+  auto pool = std::make_shared<ModelPool>(eo, life);
+  ModelList ml = model_list(cfg);
+  const bool demo = ml.demo;
+  for (auto& c : ml.models) pool->add(std::move(c));
+  if (!ml.store.empty()) observe::log_info("ollama store", {{"dir", ml.store}, {"models", static_cast<int64_t>(ml.n_store)}});
+  for (const auto& a : cfg.aliases) pool->set_alias(to_alias(a));  // Error(400) for an unknown version: exit 2
 
   auto router = std::make_shared<server::Router>();
   api::ApiOptions ao;
@@ -302,7 +428,11 @@ int serve(const ServeOptions& o, const config::Config& cfg) {
   bi.version = ao.version;
   bi.build = std::string("gcc ") + __VERSION__;
   api::Production prod(cfg, pool, ao.embed_cache, bi);
+  api::AdminOptions admin;
+  admin.reload = [&o, pool] { return reload_models(o, *pool); };
+  api::register_admin_routes(*router, pool, admin);  // /admin/*: only with the admin key (ADMIN_KEY)
   prod.install(*router);  // auth, rate limits, limits, /metrics, /ready, /info
+  if (ao.upstreams) gateway::add_upstream_metrics(prod.metrics(), ao.upstreams);  // in-flight, up per backend
 
   server::ServerOptions so;
   so.host = cfg.host;
@@ -332,7 +462,22 @@ int serve(const ServeOptions& o, const config::Config& cfg) {
                        {"hint", "to serve a real GGUF file: lmhost serve --model /path/to/model.gguf (or --model "
                                 "NAME=PATH, repeatable)"}});
   pool->load_async();
+  std::atomic<bool> stop_hup{false};
+  std::thread hup([&] {
+    while (!stop_hup.load()) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      if (!g_sighup.exchange(false)) continue;
+      observe::log_info("SIGHUP: reloading the configuration", {{"file", o.config_file}});
+      try {
+        observe::log_info("configuration reloaded", {{"changes", reload_models(o, *pool)}});
+      } catch (const std::exception& e) {
+        observe::log_error("configuration reload failed; the running configuration stays", {{"error", e.what()}});
+      }
+    }
+  });
   http.wait_for_signal();
+  stop_hup.store(true);
+  hup.join();
   prod.set_draining(true);  // /ready answers 503 from now on
   http.stop();
   pool->stop();
@@ -371,9 +516,12 @@ const bool registered = register_command({"serve", "Run the HTTP server (OpenAI 
     sub.add_option("--preload", o->preload,
                    "load this model at start-up (repeatable, * = all; env PRELOAD_MODELS; default: --model files "
                    "yes, Ollama store models on first use)");
+    sub.add_option("--alias", o->aliases,
+                   "serve NAME as weighted versions, e.g. chat=chat@v1:90,chat@v2:10 (repeatable; env MODEL_ALIASES, "
+                   "aliases separated by ;)");
     sub.add_option("--upstream", o->upstreams,
-                   "serve the models of another server: ollama:URL or openai:URL[#KEY] (repeatable; env UPSTREAMS, "
-                   "OLLAMA_URL, OPENAI_API_KEY)");
+                   "serve the models of another server: ollama:URL or openai:URL[#KEY], optionally "
+                   "URL?prefix=P&models=NAME+LOCAL=REMOTE (repeatable; env UPSTREAMS, OLLAMA_URL, OPENAI_API_KEY)");
     sub.add_flag("--print-config", o->print_config, "print the effective configuration (secrets redacted) and exit");
     return [o]() -> int {
       config::Config cfg;
