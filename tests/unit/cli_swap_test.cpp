@@ -272,3 +272,20 @@ TEST(HotSwap, WeightedVersionsSplitTrafficAndReweightWithoutReload) {
   EXPECT_EQ(loaded_at(), before);
   EXPECT_EQ(s.req("POST", "/admin/aliases", {{"name", "chat"}, {"versions", {{"nope", 1}}}}, kAdmin).status, 400);
 }
+
+TEST(HotSwap, MemoryBudgetEvictsTheLeastRecentlyUsedIdleModel) {
+  Dir d;
+  const std::string a = synth(d, "a", 1), b = synth(d, "b", 2);  // ~0.9 MB each: only one fits in 1.5 MB
+  ServeProcess s({"-q", "--model", "a=" + a, "--model", "b=" + b, "--set", "models.memory_budget=1.5MB"});
+  auto loaded = [&] {
+    std::set<std::string> out;
+    const json ps = s.get("/api/ps");
+    for (const auto& m : ps["models"]) out.insert(m["name"].get<std::string>());
+    return out;
+  };
+  ASSERT_EQ(s.req("POST", "/v1/chat/completions", chat("a")).status, 200);
+  EXPECT_TRUE(eventually([&] { return loaded() == std::set<std::string>{"a"}; }));
+  ASSERT_EQ(s.req("POST", "/v1/chat/completions", chat("b")).status, 200);
+  EXPECT_TRUE(eventually([&] { return loaded() == std::set<std::string>{"b"}; }));
+  EXPECT_NE(s.log_text().find("\"reason\":\"memory_budget\""), std::string::npos);
+}
