@@ -641,6 +641,7 @@ void ModelPool::run_task(std::function<void()> f) {
 ModelLease ModelPool::acquire(const std::shared_ptr<ServedModel>& m) {
   std::unique_lock lk(mu_);
   const auto deadline = std::chrono::steady_clock::now() + life_.load_wait;
+  const auto room_deadline = std::chrono::steady_clock::now() + std::chrono::seconds(3);
   for (;;) {
     if (stopping_) throw Error("the server is stopping", 503);
     if (m->retired() && m->state() != ModelState::Ready)  // swapped out and unloaded: never reload it
@@ -665,11 +666,18 @@ ModelLease ModelPool::acquire(const std::shared_ptr<ServedModel>& m) {
         std::error_code ec;
         const auto bytes = std::filesystem::file_size(m->path(), ec);
         m->budget_bytes_ = ec ? 0 : static_cast<uint64_t>(bytes);
-        if (!make_room(m.get(), m->budget_bytes_))
+        if (!make_room(m.get(), m->budget_bytes_)) {
+          // Every loaded model is busy: wait a little for one to be released (a request that just
+          // answered releases its model a moment after its response) before giving up.
+          if (std::chrono::steady_clock::now() < room_deadline) {
+            cv_.wait_until(lk, std::min(room_deadline, std::chrono::steady_clock::now() + std::chrono::milliseconds(100)));
+            continue;
+          }
           throw Error("model '" + m->name() + "' cannot be loaded now: the loaded models are all busy and there is no "
                           "room for another (MAX_LOADED_MODELS " + std::to_string(life_.max_loaded) +
                           ", MAX_MODEL_MEMORY " + std::to_string(life_.memory_budget) + " bytes); retry shortly",
                       503);
+        }
       }
         start_load(m, lk);
         break;
