@@ -238,3 +238,225 @@ TEST(Upstream, PoolOfOllamaAndOpenAIUpstreamsFailoverAndRecovery) {
   // The log line of the front names the backend.
   EXPECT_NE(front.log_text().find("\"backend\":\"" + a_name + "\""), std::string::npos);
 }
+
+namespace {
+
+std::vector<json> ndjson_lines(const std::string& body) {
+  std::vector<json> out;
+  std::istringstream in(body);
+  for (std::string l; std::getline(in, l);)
+    if (!l.empty()) out.push_back(json::parse(l));
+  return out;
+}
+
+// The data of SSE events ("[DONE]" kept as a string).
+std::vector<json> sse_data(const std::string& body) {
+  std::vector<json> out;
+  std::istringstream in(body);
+  for (std::string l; std::getline(in, l);)
+    if (l.rfind("data: ", 0) == 0) out.push_back(l == "data: [DONE]" ? json("[DONE]") : json::parse(l.substr(6)));
+  return out;
+}
+
+void expect_vectors_near(const json& got, const json& want, const std::string& what) {
+  ASSERT_TRUE(got.is_array() && want.is_array()) << what;
+  ASSERT_EQ(got.size(), want.size()) << what;
+  ASSERT_GT(want.size(), 8u) << what;
+  for (size_t i = 0; i < want.size(); ++i) ASSERT_NEAR(got[i].get<double>(), want[i].get<double>(), 1e-6) << what << " [" << i << "]";
+}
+
+// lmhost_http_requests_total of one route and status on a server.
+double requests_with(Server& s, const std::string& route, const std::string& status) {
+  std::istringstream in(s.req("GET", "/metrics").body);
+  double total = 0;
+  for (std::string l; std::getline(in, l);)
+    if (l.rfind("lmhost_http_requests_total{", 0) == 0 && l.find("route=\"" + route + "\"") != std::string::npos &&
+        l.find("status=\"" + status + "\"") != std::string::npos)
+      total += std::stod(l.substr(l.rfind(' ') + 1));
+  return total;
+}
+
+}  // namespace
+
+// Every flavour reaches every backend: two lmhost replicas (built-in demo
+// models "demo" and "demo-embed"), one used as an OpenAI upstream (names
+// prefixed "o-") and one as an Ollama upstream ("l-"), so each model is only
+// offered by an upstream of one flavour. Ollama generate / embed / embeddings
+// requests are translated for the OpenAI one, OpenAI completions / embeddings
+// for the Ollama one, streamed and not; same-flavour requests under a prefixed
+// name are passed through with the name mapped both ways.
+TEST(Upstream, CompletionsGenerateAndEmbeddingsTranslatedBothWays) {
+  Server oa(0, {"-q"}), ol(0, {"-q"});
+  const std::string oa_name = "openai:http://127.0.0.1:" + std::to_string(oa.port());
+  const std::string ol_name = "ollama:http://127.0.0.1:" + std::to_string(ol.port());
+  Server front(0, {"--upstream", oa_name + "?prefix=o-", "--upstream", ol_name + "?prefix=l-"});
+  for (const char* m : {"o-demo", "o-demo-embed", "l-demo", "l-demo-embed"}) EXPECT_TRUE(lists(front, m)) << m;
+
+  // Ollama /api/generate from the OpenAI upstream: templated -> chat, JSON and NDJSON.
+  auto r = front.req("POST", "/api/generate", json{{"model", "o-demo"}, {"prompt", "hi"}, {"stream", false},
+                                                   {"options", {{"num_predict", 6}, {"seed", 1}}}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.header("x-lmhost-backend"), oa_name);
+  {
+    const json j = json::parse(r.body);
+    EXPECT_EQ(j["model"], "o-demo");
+    EXPECT_EQ(j["done"], true);
+    EXPECT_EQ(j["done_reason"], "length");
+    EXPECT_EQ(j["eval_count"], 6);
+    EXPECT_GT(j["prompt_eval_count"].get<int>(), 0);
+    EXPECT_TRUE(j["response"].is_string());
+  }
+  for (bool raw : {false, true}) {  // raw: a plain completion upstream
+    r = front.req("POST", "/api/generate", json{{"model", "o-demo"}, {"prompt", "hi"}, {"raw", raw},
+                                                {"options", {{"num_predict", 6}}}});
+    ASSERT_EQ(r.status, 200) << r.body;
+    EXPECT_EQ(r.header("content-type"), "application/x-ndjson");
+    const auto lines = ndjson_lines(r.body);
+    ASSERT_GE(lines.size(), 1u) << r.body;
+    for (size_t i = 0; i + 1 < lines.size(); ++i) {
+      EXPECT_EQ(lines[i]["done"], false);
+      EXPECT_EQ(lines[i]["model"], "o-demo");
+      EXPECT_TRUE(lines[i]["response"].is_string());
+    }
+    EXPECT_EQ(lines.back()["done"], true) << r.body;
+    EXPECT_EQ(lines.back()["done_reason"], "length");
+    EXPECT_EQ(lines.back()["eval_count"], 6) << "raw " << raw;
+  }
+  // OpenAI /v1/completions from the Ollama upstream, JSON and SSE (with the usage chunk).
+  r = front.req("POST", "/v1/completions", json{{"model", "l-demo"}, {"prompt", "hi"}, {"max_tokens", 6}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.header("x-lmhost-backend"), ol_name);
+  {
+    const json j = json::parse(r.body);
+    EXPECT_EQ(j["object"], "text_completion");
+    EXPECT_EQ(j["model"], "l-demo");
+    EXPECT_EQ(j["choices"][0]["finish_reason"], "length");
+    EXPECT_TRUE(j["choices"][0]["text"].is_string());
+    EXPECT_EQ(j["usage"]["completion_tokens"], 6);
+  }
+  r = front.req("POST", "/v1/completions", json{{"model", "l-demo"}, {"prompt", "hi"}, {"max_tokens", 6}, {"stream", true},
+                                                {"stream_options", {{"include_usage", true}}}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.header("content-type"), "text/event-stream");
+  {
+    const auto ev = sse_data(r.body);
+    ASSERT_GE(ev.size(), 3u) << r.body;
+    EXPECT_EQ(ev.back(), "[DONE]");
+    const json& usage = ev[ev.size() - 2];
+    EXPECT_EQ(usage["usage"]["completion_tokens"], 6) << r.body;
+    EXPECT_EQ(ev[ev.size() - 3]["choices"][0]["finish_reason"], "length") << r.body;
+    for (size_t i = 0; i + 2 < ev.size(); ++i) {
+      EXPECT_EQ(ev[i]["object"], "text_completion");
+      EXPECT_EQ(ev[i]["model"], "l-demo");
+    }
+  }
+  // Chat under a prefixed name, same flavour: passed through, the name mapped both ways.
+  r = front.req("POST", "/api/chat", json{{"model", "l-demo"}, {"messages", {{{"role", "user"}, {"content", "x"}}}},
+                                          {"options", {{"num_predict", 4}}}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  for (const auto& l : ndjson_lines(r.body)) EXPECT_EQ(l["model"], "l-demo");
+
+  // Embeddings: the translated vectors are the upstream's own.
+  const json inputs = {"alpha", "beta gamma"};
+  // The reference vectors, from each upstream directly.
+  auto ref_oa = oa.req("POST", "/v1/embeddings", json{{"model", "demo-embed"}, {"input", inputs}});
+  auto ref_ol = ol.req("POST", "/api/embed", json{{"model", "demo-embed"}, {"input", inputs}});
+  ASSERT_EQ(ref_oa.status, 200) << ref_oa.body;
+  ASSERT_EQ(ref_ol.status, 200) << ref_ol.body;
+  const json joa = json::parse(ref_oa.body), jol = json::parse(ref_ol.body);
+  r = front.req("POST", "/api/embed", json{{"model", "o-demo-embed"}, {"input", inputs}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.header("x-lmhost-backend"), oa_name);
+  {
+    const json j = json::parse(r.body);
+    EXPECT_EQ(j["model"], "o-demo-embed");
+    ASSERT_EQ(j["embeddings"].size(), 2u);
+    expect_vectors_near(j["embeddings"][0], joa["data"][0]["embedding"], "/api/embed 0");
+    expect_vectors_near(j["embeddings"][1], joa["data"][1]["embedding"], "/api/embed 1");
+    EXPECT_EQ(j["prompt_eval_count"], joa["usage"]["prompt_tokens"]);
+  }
+  r = front.req("POST", "/api/embeddings", json{{"model", "o-demo-embed"}, {"prompt", "alpha"}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  expect_vectors_near(json::parse(r.body)["embedding"], joa["data"][0]["embedding"], "/api/embeddings");
+  r = front.req("POST", "/v1/embeddings", json{{"model", "l-demo-embed"}, {"input", inputs}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.header("x-lmhost-backend"), ol_name);
+  {
+    const json j = json::parse(r.body);
+    EXPECT_EQ(j["object"], "list");
+    EXPECT_EQ(j["model"], "l-demo-embed");
+    ASSERT_EQ(j["data"].size(), 2u);
+    EXPECT_EQ(j["data"][1]["index"], 1);
+    expect_vectors_near(j["data"][0]["embedding"], jol["embeddings"][0], "/v1/embeddings 0");
+    expect_vectors_near(j["data"][1]["embedding"], jol["embeddings"][1], "/v1/embeddings 1");
+    EXPECT_EQ(j["usage"]["prompt_tokens"], jol["prompt_eval_count"]);
+  }
+  // No Ollama form for token-id inputs, and no other upstream: a 400 that says why.
+  r = front.req("POST", "/v1/embeddings", json{{"model", "l-demo-embed"}, {"input", {1, 2, 3}}});
+  EXPECT_EQ(r.status, 400) << r.body;
+  EXPECT_NE(r.body.find("token ids"), std::string::npos) << r.body;
+  // Token counts of translated answers reach the front's metrics under the client's name.
+  const std::string metrics = front.req("GET", "/metrics").body;
+  EXPECT_NE(metrics.find("lmhost_completion_tokens_total{model=\"o-demo\"}"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("lmhost_upstream_in_flight{backend=\"" + oa_name + "\"} 0"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("lmhost_upstream_up{backend=\"" + ol_name + "\"} 1"), std::string::npos) << metrics;
+}
+
+// A model offered under a configured name by two Ollama-flavour replicas; one
+// of them is restarted without it (its listing in the front is stale until
+// the next health check, set far away): requests that go to it get a 404 there
+// and are served by the other. A request the upstream rejects as bad input
+// (400) is returned as is, not retried.
+TEST(Upstream, StaleModelIsServedByTheOtherAndBadInputIsNotRetried) {
+  Dir d;
+  const std::string model = d / "m.gguf";
+  ASSERT_EQ(std::system((std::string(LMHOST_BINARY) + " synth --shape demo --type Q8_0 --seed 1 -o " + model +
+                         " >/dev/null 2>&1")
+                            .c_str()),
+            0);
+  Server a(0, {"-q", "--model", "m=" + model});
+  auto b = std::make_unique<Server>(0, std::vector<std::string>{"-q", "--model", "m=" + model});
+  const int pb = b->port();
+  const std::string a_name = "ollama:http://127.0.0.1:" + std::to_string(a.port());
+  const std::string b_name = "ollama:http://127.0.0.1:" + std::to_string(pb);
+  Server front(0, {"--upstream", a_name + "?models=chat=m", "--upstream", b_name + "?models=chat=m", "--set",
+                   "upstream.health_interval_seconds=3600", "--set", "upstream.balance=least_outstanding"});
+  EXPECT_TRUE(lists(front, "chat"));
+  EXPECT_FALSE(lists(front, "m"));  // only the configured name
+  const json chat = {{"model", "chat"}, {"messages", {{{"role", "user"}, {"content", "x"}}}}, {"stream", false},
+                     {"options", {{"num_predict", 3}}}};
+  std::set<std::string> backends;
+  for (int i = 0; i < 4; ++i) {
+    auto r = front.req("POST", "/api/chat", chat);
+    ASSERT_EQ(r.status, 200) << r.body;
+    EXPECT_EQ(json::parse(r.body)["model"], "chat");  // the client's name, not the upstream's
+    backends.insert(r.header("x-lmhost-backend"));
+  }
+  EXPECT_EQ(backends.size(), 2u) << "ties should go round";
+  // The upstream's own log names its model.
+  EXPECT_NE(a.log_text().find("\"model\":\"m\""), std::string::npos);
+
+  // b comes back on its port without the model.
+  b.reset();
+  b = std::make_unique<Server>(pb, std::vector<std::string>{"-q", "--model", "other=" + model});
+  for (int i = 0; i < 4; ++i) {
+    auto r = front.req("POST", "/api/chat", chat);
+    ASSERT_EQ(r.status, 200) << r.body;
+    EXPECT_EQ(r.header("x-lmhost-backend"), a_name);
+  }
+  EXPECT_TRUE(lmhost::testing::eventually([&] { return requests_with(*b, "/api/chat", "404") >= 1; }))
+      << "the stale upstream was never tried";
+
+  // Bad input: one upstream answers 400, the client gets it, nobody else is asked.
+  const double before = requests_with(a, "/api/chat", "400") + requests_with(*b, "/api/chat", "400");
+  json bad = chat;
+  bad["options"] = {{"num_predict", 3}, {"temperature", "hot"}};
+  auto r = front.req("POST", "/api/chat", bad);
+  EXPECT_EQ(r.status, 400) << r.body;
+  EXPECT_NE(json::parse(r.body).value("error", "").find("temperature"), std::string::npos) << r.body;
+  // (an upstream counts a request once its response is done: it may trail the front's answer)
+  auto bad_answers = [&] { return requests_with(a, "/api/chat", "400") + requests_with(*b, "/api/chat", "400"); };
+  EXPECT_TRUE(lmhost::testing::eventually([&] { return bad_answers() >= before + 1; }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  EXPECT_EQ(bad_answers(), before + 1);
+}
