@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "tensor/gemv.h"
 #include "tensor/kernels.h"
 #include "tensor/types.h"
 #include "util/fp16.h"
@@ -75,14 +76,22 @@ void bm_vec_dot(benchmark::State& st, DType t, Isa isa, int64_t rows, int nw) {
   std::vector<float> gd(gemv_act_lanes(K));
   std::vector<int32_t> gc(gemv_act_lanes(K));
   const GemvFn gemv = k.gemv[static_cast<uint32_t>(t)];
-  if (nw == 0 && !gemv) {
+  const GemvQ8Fn gemv_q8 = t == DType::Q8_0 ? gemv_q8_0_kernel(isa) : nullptr;  // gemv.h layout
+  std::vector<int8_t> q8s(K);
+  std::vector<float> q8d(gemv_q8_lanes(K));
+  std::vector<int32_t> q8c(gemv_q8_lanes(K));
+  if (gemv_q8) prepare_gemv_act_q8(aq.data(), K, q8s.data(), q8d.data(), q8c.data());
+  const GemvActQ8 q8act{aq.data(), q8s.data(), q8d.data(), q8c.data()};
+  if (nw == 0 && !gemv && !gemv_q8) {
     st.SkipWithError("no gemv kernel");
     return;
   }
   if (gemv) prepare_gemv_act(aq.data(), K, gq.data(), gd.data(), gc.data());
   const GemvAct gact{aq.data(), gq.data(), gd.data(), gc.data()};
   for (auto _ : st) {
-    if (nw == 0) {
+    if (nw == 0 && gemv_q8) {
+      gemv_q8(K, w.data(), rb, rows, q8act, out.data());
+    } else if (nw == 0) {
       gemv(K, w.data(), rb, rows, gact, out.data());
     } else if (nw == 1) {
       for (int64_t r = 0; r < rows; ++r) out[r] = f(K, w.data() + r * rb, aq.data());
@@ -153,7 +162,9 @@ const bool registered = [] {
     for (Isa isa : isas) {
       const std::string base = std::string("vec_dot/") + dtype_name(t) + "/" + isa_name(isa);
       for (int nw : {1, 4, 0}) {
-        if (nw == 0 && !kernels_for(isa).gemv[static_cast<uint32_t>(t)]) continue;
+        if (nw == 0 && !kernels_for(isa).gemv[static_cast<uint32_t>(t)] &&
+            !(t == DType::Q8_0 && gemv_q8_0_kernel(isa)))
+          continue;
         const std::string b = nw == 1 ? base : std::string(nw == 4 ? "gemv4x1/" : "gemv/") + dtype_name(t) + "/" + isa_name(isa);
         benchmark::RegisterBenchmark((b + "/hot").c_str(), bm_vec_dot, t, isa, 8, nw)->Unit(benchmark::kMicrosecond);
         benchmark::RegisterBenchmark((b + "/l3").c_str(), bm_vec_dot, t, isa, K, nw)->Unit(benchmark::kMillisecond);
