@@ -1,5 +1,6 @@
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <new>
 #include <string>
@@ -142,7 +143,127 @@ std::span<const float> Context::forward(std::span<const BatchEntry> batch) {
   return {logits_.data(), logits_.size()};
 }
 
+void Context::forward_one(const BatchEntry& e, float* logits_out) {
+  const Model& m = *model_;
+  const HParams& hp = m.hparams();
+  const int E = hp.n_embd, nh = hp.n_head, nkv = hp.n_head_kv, hdk = hp.head_dim_k, hdv = hp.head_dim_v;
+  const int Q = nh * hdk, KK = hp.n_embd_k_gqa(), KV = hp.n_embd_v_gqa(), O = nh * hdv, F = hp.n_ff;
+  grow(x_, E);
+  grow(h_, std::max(E, O));
+  grow(q_, Q);
+  grow(k_, KK);
+  grow(v_, KV);
+  grow(att_, O);
+  grow(o_, E);
+  grow(g_, F);
+  grow(u_, F);
+  float *x = x_.data(), *h = h_.data(), *q = q_.data(), *k = k_.data(), *v = v_.data();
+  float *att = att_.data(), *o = o_.data(), *g = g_.data(), *u = u_.data();
+  embed_row(m.token_embd(), e.token, x);
+  const int64_t sc_stride = static_cast<int64_t>(e.pos) + 1;
+  grow(scores_, static_cast<size_t>(sc_stride * pool_.n_threads()));
+  float* scores = scores_.data();
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hdk));
+  const int group = nh / nkv;
+  const int64_t A = ops::DecodeAct::kAlign;
+  // Row chunks of about 64 KiB of weights: enough tasks to balance two
+  // threads, long enough runs for the hardware prefetcher.
+  auto chunks = [](const TensorView& W, int64_t align, int64_t bytes) {
+    return ops::split_rows(W.n_rows(), align, bytes / static_cast<int64_t>(std::max<size_t>(W.row_stride(), 1)));
+  };
+  constexpr int64_t kChunk = 64 << 10;
+  // Attention head groups whose outputs are whole kAlign ranges of att.
+  const int hpg = A % hdv == 0 ? static_cast<int>(A / hdv) : (hdv % A == 0 ? 1 : nh);
+  const int n_hg = (nh + hpg - 1) / hpg;
+
+  for (int l = 0; l < hp.n_layer; ++l) {
+    const LayerWeights& L = m.layers()[l];
+    ops::rmsnorm(x, L.attn_norm.data(), h, E, hp.rms_eps);
+    act_in_.setup(E, {&L.wq, &L.wk, &L.wv});
+    act_in_.quantize(h);
+    // Q, K, V rows in head-aligned chunks; each chunk adds its bias, rotates
+    // its heads and writes its part of the cache row.
+    const std::vector<int64_t> cq = chunks(L.wq, hdk, kChunk), ck = chunks(L.wk, hdk, kChunk),
+                               cv = chunks(L.wv, hdv, kChunk);
+    const int64_t nq = static_cast<int64_t>(cq.size()) - 1, nk = static_cast<int64_t>(ck.size()) - 1;
+    const int64_t nv = static_cast<int64_t>(cv.size()) - 1;
+    uint8_t* kd = k_at(l, e.seq, e.pos);
+    uint8_t* vd = v_at(l, e.seq, e.pos);
+    pool_.parallel_for(nq + nk + nv, [&](int64_t t, int) {
+      if (t < nq) {
+        const int64_t r0 = cq[t], r1 = cq[t + 1];
+        act_in_.gemv(L.wq, r0, r1, q + r0);
+        if (!L.bq.empty()) ops::add(q + r0, L.bq.data() + r0, r1 - r0);
+        rope_.apply(q + r0, static_cast<int>((r1 - r0) / hdk), hdk, e.pos);
+        return;
+      }
+      const bool is_k = t < nq + nk;
+      const std::vector<int64_t>& c = is_k ? ck : cv;
+      const int64_t i = is_k ? t - nq : t - nq - nk;
+      const int64_t r0 = c[i], r1 = c[i + 1];
+      float* y = is_k ? k : v;
+      uint8_t* dst = is_k ? kd : vd;
+      act_in_.gemv(is_k ? L.wk : L.wv, r0, r1, y + r0);
+      const std::vector<float>& bias = is_k ? L.bk : L.bv;
+      if (!bias.empty()) ops::add(y + r0, bias.data() + r0, r1 - r0);
+      if (is_k) rope_.apply(y + r0, static_cast<int>((r1 - r0) / hdk), hdk, e.pos);
+      if (kv_type_ == DType::F16) ops::fp32_to_fp16_row(y + r0, reinterpret_cast<uint16_t*>(dst) + r0, r1 - r0);
+      else std::memcpy(dst + r0 * sizeof(float), y + r0, (r1 - r0) * sizeof(float));
+    });
+    // Attention by head groups; each group quantizes its part of wo's input.
+    act_att_.setup(O, {&L.wo});
+    act_att_.bind(att);
+    const ops::KVView kv = kv_view(l, e.seq);
+    pool_.parallel_for(n_hg, [&](int64_t gi, int thread) {
+      const int h0 = static_cast<int>(gi) * hpg, h1 = std::min(nh, h0 + hpg);
+      for (int hh = h0; hh < h1; ++hh)
+        ops::attend_head(q + static_cast<int64_t>(hh) * hdk, att + static_cast<int64_t>(hh) * hdv, kv, hh / group, hdk,
+                         hdv, e.pos + 1, scale, scores + thread * sc_stride);
+      act_att_.quantize_range(att, static_cast<int64_t>(h0) * hdv, static_cast<int64_t>(h1) * hdv);
+    });
+    const std::vector<int64_t> co = chunks(L.wo, 8, kChunk);
+    pool_.parallel_for(static_cast<int64_t>(co.size()) - 1,
+                       [&](int64_t t, int) { act_att_.gemv(L.wo, co[t], co[t + 1], o + co[t]); });
+    ops::add(x, o, E);
+    ops::rmsnorm(x, L.ffn_norm.data(), h, E, hp.rms_eps);
+    act_ffn_.setup(E, {&L.ffn_gate, &L.ffn_up});
+    act_ffn_.quantize(h);
+    // Gate and up rows together; each chunk applies swiglu and quantizes its
+    // part of ffn_down's input.
+    act_down_.setup(F, {&L.ffn_down});
+    act_down_.bind(g);
+    const std::vector<int64_t> cg = chunks(L.ffn_gate, A, kChunk / 2);
+    pool_.parallel_for(static_cast<int64_t>(cg.size()) - 1, [&](int64_t t, int) {
+      const int64_t r0 = cg[t], r1 = cg[t + 1];
+      act_ffn_.gemv(L.ffn_gate, r0, r1, g + r0);
+      act_ffn_.gemv(L.ffn_up, r0, r1, u + r0);
+      ops::swiglu(g + r0, u + r0, g + r0, r1 - r0);
+      act_down_.quantize_range(g, r0, r1);
+    });
+    const std::vector<int64_t> cd = chunks(L.ffn_down, 8, kChunk);
+    pool_.parallel_for(static_cast<int64_t>(cd.size()) - 1,
+                       [&](int64_t t, int) { act_down_.gemv(L.ffn_down, cd[t], cd[t + 1], o + cd[t]); });
+    ops::add(x, o, E);
+  }
+  if (!e.logits) return;
+  ops::rmsnorm(x, m.output_norm().data(), h, E, hp.rms_eps);
+  act_in_.setup(E, {&m.output()});
+  act_in_.quantize(h);
+  const std::vector<int64_t> cl = chunks(m.output(), 16, 256 << 10);
+  pool_.parallel_for(static_cast<int64_t>(cl.size()) - 1,
+                     [&](int64_t t, int) { act_in_.gemv(m.output(), cl[t], cl[t + 1], logits_out + cl[t]); });
+}
+
 void Context::forward_micro(std::span<const BatchEntry> batch, float* logits_out) {
+  // LMHOST_DECODE_PATH=batch: decode through the batch path (for A/B benchmarks).
+  static const bool batch_path = [] {
+    const char* v = std::getenv("LMHOST_DECODE_PATH");
+    return v && std::string(v) == "batch";
+  }();
+  if (batch.size() == 1 && !batch_path) {
+    forward_one(batch[0], logits_out);
+    return;
+  }
   const Model& m = *model_;
   const HParams& hp = m.hparams();
   const int64_t T = static_cast<int64_t>(batch.size());

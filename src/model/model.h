@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "gguf/gguf.h"
+#include "ops/decode.h"
 #include "ops/ops.h"
 #include "ops/thread_pool.h"
 #include "tensor/tensor.h"
@@ -138,6 +139,9 @@ class Context {
  private:
   void check_seq(int seq, const char* what) const;
   void forward_micro(std::span<const BatchEntry> batch, float* logits_out);
+  // One entry (decode): matmuls split into row chunks on the pool, the
+  // per-token work folded into the chunks (context.cpp).
+  void forward_one(const BatchEntry& e, float* logits_out);
   uint8_t* k_at(int layer, int seq, int pos);
   uint8_t* v_at(int layer, int seq, int pos);
   ops::KVView kv_view(int layer, int seq);
@@ -153,6 +157,7 @@ class Context {
   std::vector<float> logits_;
   // Scratch (grown on demand).
   std::vector<float> x_, h_, q_, k_, v_, att_, o_, g_, u_, outrows_, scores_;
+  ops::DecodeAct act_in_, act_att_, act_ffn_, act_down_;  // forward_one's prepared matmul inputs
 };
 
 }  // namespace lmhost
