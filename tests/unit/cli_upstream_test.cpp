@@ -41,6 +41,14 @@ class Server : public ServeProcess {
 // 12 tokens: the demo model's random weights often pick byte tokens that print
 // nothing on their own; with 12 a stream almost surely carries some text.
 constexpr int kTokens = 12;
+// The random-weight demo model may sample an end-of-generation token before
+// the limit: then the reason is "stop" and the count lower. With "length" the
+// count must be exactly the limit.
+void expect_count(const json& reason, const json& count, int limit, const std::string& what = "") {
+  ASSERT_TRUE(reason.is_string() && count.is_number_integer()) << what << " " << reason << " " << count;
+  if (reason == "length") EXPECT_EQ(count.get<int>(), limit) << what;
+  else EXPECT_TRUE(reason == "stop" && count.get<int>() > 0 && count.get<int>() < limit) << what << " " << reason << " " << count;
+}
 json openai_chat(bool stream) {
   return {{"model", "shared"}, {"messages", {{{"role", "user"}, {"content", "hello"}}}}, {"max_tokens", kTokens},
           {"stream", stream}};
@@ -184,7 +192,7 @@ TEST(Upstream, PoolOfOllamaAndOpenAIUpstreamsFailoverAndRecovery) {
     const json j = json::parse(r.body);
     EXPECT_EQ(j["done"], true);
     EXPECT_EQ(j["message"]["role"], "assistant");
-    EXPECT_EQ(j["eval_count"], kTokens);
+    expect_count(j["done_reason"], j["eval_count"], kTokens);
   }
   r = front.req("POST", "/api/chat", ollama_chat(true));
   ASSERT_EQ(r.status, 200) << r.body;
@@ -197,7 +205,7 @@ TEST(Upstream, PoolOfOllamaAndOpenAIUpstreamsFailoverAndRecovery) {
       if (!l.empty()) lines.push_back(json::parse(l));
     ASSERT_GE(lines.size(), 2u) << r.body;
     EXPECT_EQ(lines.back()["done"], true);
-    EXPECT_EQ(lines.back()["eval_count"], kTokens);
+    expect_count(lines.back()["done_reason"], lines.back()["eval_count"], kTokens);
     for (size_t i = 0; i + 1 < lines.size(); ++i) EXPECT_EQ(lines[i]["done"], false);
   }
 
@@ -225,15 +233,16 @@ TEST(Upstream, PoolOfOllamaAndOpenAIUpstreamsFailoverAndRecovery) {
     const json j = json::parse(r.body);
     EXPECT_EQ(j["object"], "chat.completion");
     EXPECT_EQ(j["choices"][0]["message"]["role"], "assistant");
-    EXPECT_EQ(j["choices"][0]["finish_reason"], "length");
-    EXPECT_EQ(j["usage"]["completion_tokens"], kTokens);
+    expect_count(j["choices"][0]["finish_reason"], j["usage"]["completion_tokens"], kTokens);
   }
   r = front.req("POST", "/v1/chat/completions", openai_chat(true));
   ASSERT_EQ(r.status, 200) << r.body;
   EXPECT_EQ(r.header("x-lmhost-backend"), a_name);
   EXPECT_EQ(r.header("content-type"), "text/event-stream");
   EXPECT_NE(r.body.find("\"object\":\"chat.completion.chunk\""), std::string::npos) << r.body;
-  EXPECT_NE(r.body.find("\"finish_reason\":\"length\""), std::string::npos) << r.body;
+  EXPECT_TRUE(r.body.find("\"finish_reason\":\"length\"") != std::string::npos ||
+              r.body.find("\"finish_reason\":\"stop\"") != std::string::npos)
+      << r.body;
   EXPECT_EQ(r.body.substr(r.body.size() - 14), "data: [DONE]\n\n") << r.body;
   // The log line of the front names the backend.
   EXPECT_NE(front.log_text().find("\"backend\":\"" + a_name + "\""), std::string::npos);
@@ -301,8 +310,7 @@ TEST(Upstream, CompletionsGenerateAndEmbeddingsTranslatedBothWays) {
     const json j = json::parse(r.body);
     EXPECT_EQ(j["model"], "o-demo");
     EXPECT_EQ(j["done"], true);
-    EXPECT_EQ(j["done_reason"], "length");
-    EXPECT_EQ(j["eval_count"], 6);
+    expect_count(j["done_reason"], j["eval_count"], 6);
     EXPECT_GT(j["prompt_eval_count"].get<int>(), 0);
     EXPECT_TRUE(j["response"].is_string());
   }
@@ -319,8 +327,7 @@ TEST(Upstream, CompletionsGenerateAndEmbeddingsTranslatedBothWays) {
       EXPECT_TRUE(lines[i]["response"].is_string());
     }
     EXPECT_EQ(lines.back()["done"], true) << r.body;
-    EXPECT_EQ(lines.back()["done_reason"], "length");
-    EXPECT_EQ(lines.back()["eval_count"], 6) << "raw " << raw;
+    expect_count(lines.back()["done_reason"], lines.back()["eval_count"], 6, raw ? "raw" : "templated");
   }
   // OpenAI /v1/completions from the Ollama upstream, JSON and SSE (with the usage chunk).
   r = front.req("POST", "/v1/completions", json{{"model", "l-demo"}, {"prompt", "hi"}, {"max_tokens", 6}});
@@ -330,9 +337,8 @@ TEST(Upstream, CompletionsGenerateAndEmbeddingsTranslatedBothWays) {
     const json j = json::parse(r.body);
     EXPECT_EQ(j["object"], "text_completion");
     EXPECT_EQ(j["model"], "l-demo");
-    EXPECT_EQ(j["choices"][0]["finish_reason"], "length");
     EXPECT_TRUE(j["choices"][0]["text"].is_string());
-    EXPECT_EQ(j["usage"]["completion_tokens"], 6);
+    expect_count(j["choices"][0]["finish_reason"], j["usage"]["completion_tokens"], 6);
   }
   r = front.req("POST", "/v1/completions", json{{"model", "l-demo"}, {"prompt", "hi"}, {"max_tokens", 6}, {"stream", true},
                                                 {"stream_options", {{"include_usage", true}}}});
@@ -343,8 +349,7 @@ TEST(Upstream, CompletionsGenerateAndEmbeddingsTranslatedBothWays) {
     ASSERT_GE(ev.size(), 3u) << r.body;
     EXPECT_EQ(ev.back(), "[DONE]");
     const json& usage = ev[ev.size() - 2];
-    EXPECT_EQ(usage["usage"]["completion_tokens"], 6) << r.body;
-    EXPECT_EQ(ev[ev.size() - 3]["choices"][0]["finish_reason"], "length") << r.body;
+    expect_count(ev[ev.size() - 3]["choices"][0]["finish_reason"], usage["usage"]["completion_tokens"], 6, r.body);
     for (size_t i = 0; i + 2 < ev.size(); ++i) {
       EXPECT_EQ(ev[i]["object"], "text_completion");
       EXPECT_EQ(ev[i]["model"], "l-demo");
