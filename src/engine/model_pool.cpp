@@ -750,12 +750,16 @@ void ModelPool::release(ServedModel* m) {
 }
 
 void ModelPool::unload(const std::shared_ptr<ServedModel>& m) {
-  std::lock_guard lk(mu_);
+  std::unique_lock lk(mu_);
   {
     std::lock_guard ml(m->mu_);
     m->keep_alive_ = std::chrono::milliseconds(0);
     m->expires_at_ = std::chrono::system_clock::now();
   }
+  // A request that has just answered lets go of the model a moment later:
+  // wait for that (briefly) so the unload is done when the caller answers;
+  // a longer request keeps it until it ends (then the reaper unloads it).
+  cv_.wait_for(lk, std::chrono::seconds(1), [&] { return m->in_flight_.load() == 0 || stopping_; });
   if (m->state() == ModelState::Ready && m->in_flight_.load() == 0) m->unload();
   cv_.notify_all();
 }

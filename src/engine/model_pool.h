@@ -208,7 +208,8 @@ class ModelPool {
   // preload is still loading, when it failed (error_status()), or when every
   // loaded model is busy and none can be evicted.
   ModelLease acquire(const std::shared_ptr<ServedModel>& m);
-  // Unloads now when idle, else as soon as its last request ends (keep_alive 0).
+  // Unloads now when idle (waiting up to 1 s for requests that are finishing),
+  // else as soon as its last request ends (keep_alive 0).
   void unload(const std::shared_ptr<ServedModel>& m);
 
   // ---- names, aliases, hot swap (admin API, SIGHUP reload) ----
