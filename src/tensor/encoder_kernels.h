@@ -47,7 +47,7 @@ using AttnSeqFn = void (*)(const float* q, const float* k, const float* v, int64
                            int L, int hd, float scale, float* scratch);
 inline int64_t attn_scratch_floats(int L, int hd) {
   const int64_t lp = (static_cast<int64_t>(L) + 15) / 16 * 16;
-  return lp * (hd + 4) + 64;
+  return lp * (2 * static_cast<int64_t>(hd) + 4) + 64;
 }
 
 // GELU (tanh approximation, as ops::gelu), in place.
