@@ -32,7 +32,7 @@ fi
 cat "$MODEL" > /dev/null  # warm the page cache
 
 pid=""
-cleanup() { [[ -n $pid ]] && kill "$pid" 2> /dev/null && wait "$pid" 2> /dev/null; pid=""; }
+cleanup() { if [[ -n $pid ]]; then kill "$pid" 2> /dev/null; wait "$pid" 2> /dev/null || true; fi; pid=""; }
 trap cleanup EXIT
 
 start() {  # appends the seconds to /ready to $times (runs in this shell: $pid stays set)

@@ -47,7 +47,7 @@ if [[ ! -s $f ]]; then
 fi
 
 pid=""
-cleanup() { [[ -n $pid ]] && kill "$pid" 2> /dev/null && wait "$pid" 2> /dev/null; pid=""; }
+cleanup() { if [[ -n $pid ]]; then kill "$pid" 2> /dev/null; wait "$pid" 2> /dev/null || true; fi; pid=""; }
 trap cleanup EXIT
 
 wait_ready() {  # path
