@@ -270,6 +270,34 @@ std::string render_chat(ServedModel& m, const json& messages, bool add_generatio
   return render_chat(m, msgs, nullptr, add_generation_prompt);
 }
 
+ToolMode tool_mode_of(ServedModel& m, const ojson* tools, const json& b) {
+  ToolMode t;
+  if (!tools || !tools->is_array() || tools->empty()) return t;
+  std::string forced;  // tool_choice naming one function
+  if (auto tc = b.find("tool_choice"); tc != b.end() && !tc->is_null()) {
+    if (tc->is_string()) {
+      const std::string c = tc->get<std::string>();
+      if (c == "none") return t;
+      if (c != "auto" && c != "required")
+        throw Error("'tool_choice' must be \"none\", \"auto\", \"required\" or {\"type\": \"function\", "
+                    "\"function\": {\"name\": ...}}",
+                    400);
+    } else if (tc->is_object() && tc->contains("function") && (*tc)["function"].is_object() &&
+               (*tc)["function"].contains("name") && (*tc)["function"]["name"].is_string()) {
+      forced = (*tc)["function"]["name"].get<std::string>();
+    } else {
+      throw Error("'tool_choice' must be \"none\", \"auto\", \"required\" or {\"type\": \"function\", "
+                  "\"function\": {\"name\": ...}}",
+                  400);
+    }
+  }
+  if (auto pc = opt_bool(b, "parallel_tool_calls")) t.parallel = *pc;
+  t.on = true;
+  t.format = detect_tool_format(m.chat_template_source(), &m.tokenizer());
+  t.names = forced.empty() ? tool_names_of(*tools) : std::vector<std::string>{forced};
+  return t;
+}
+
 ojson parse_body_ordered(const HttpRequest& req) {
   ojson j = ojson::parse(req.body, nullptr, false);
   if (j.is_discarded() || !j.is_object()) (void)parse_body(req);  // throws with the parser's message

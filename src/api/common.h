@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "api/api.h"
+#include "api/tool_calls.h"
 #include "engine/request.h"
 #include "util/error.h"
 
@@ -122,6 +123,33 @@ class GenDeferred : public server::DeferredResponse {
   std::vector<TokenEvent> scratch_;
   std::shared_ptr<server::RequestInfo> info_ = current_info();  // usage and timings for logs/metrics
 };
+
+// Tool calls in chat output (api/tool_calls.h): on when the request declared
+// tools (and OpenAI tool_choice is not "none").
+struct ToolMode {
+  bool on = false;
+  ToolFormat format = ToolFormat::Json;
+  std::vector<std::string> names;  // declared function names
+  bool parallel = true;            // OpenAI parallel_tool_calls: false keeps the first call only
+};
+// The tool mode of a chat request for model m: `tools` (may be null) and
+// OpenAI's tool_choice / parallel_tool_calls (Error 400 when malformed).
+ToolMode tool_mode_of(ServedModel& m, const ojson* tools, const json& body);
+
+// Chat responses over submitted generations (api/openai.cpp, api/ollama.cpp),
+// separate from the handlers so tests can shape scripted generations.
+struct OpenAIChatShape {
+  std::string id;
+  int64_t created = 0;
+  std::string model;
+  bool stream = false;
+  bool include_usage = false;
+  bool logprobs = false;
+  ToolMode tools;
+};
+HttpResponse openai_chat_response(std::vector<std::shared_ptr<RequestHandle>> hs, OpenAIChatShape shape);
+HttpResponse ollama_chat_response(std::shared_ptr<RequestHandle> h, const std::string& model, bool stream,
+                                  ToolMode tools);
 
 // Error responses in each API's shape (with Retry-After on 503).
 HttpResponse openai_error(int status, const std::string& message, const char* type = nullptr,

@@ -75,47 +75,79 @@ const char* ollama_reason(FinishReason r) {
   }
 }
 
-// Shared by generate (chat=false) and chat.
-HttpResponse run(Ctx& ctx, ServedModel& m, OllamaParams p, bool chat, std::vector<Token> context_prefix) {
-  p.gen.deadline = deadline_from(ctx);
-  auto hs = submit_n(m, p.gen, 1);
-  const std::string name = m.name();
-  auto prompt_tokens = std::make_shared<std::vector<Token>>(std::move(context_prefix));
-  if (!chat) prompt_tokens->insert(prompt_tokens->end(), p.gen.prompt.begin(), p.gen.prompt.end());
+// Ollama's tool_calls entries: [{function: {name, arguments: {...}}}].
+json ollama_calls(const std::vector<ParsedToolCall>& calls) {
+  json out = json::array();
+  for (const auto& c : calls) out.push_back({{"function", {{"name", c.name}, {"arguments", c.arguments}}}});
+  return out;
+}
+
+// The response over a submitted generation, shared by generate (chat=false)
+// and chat; tools: chat output recognised as tool calls.
+HttpResponse respond(std::shared_ptr<RequestHandle> h, const std::string& name, bool stream, bool chat,
+                     std::vector<Token> prompt, ToolMode tools) {
+  std::vector<std::shared_ptr<RequestHandle>> hs{std::move(h)};
+  auto prompt_tokens = std::make_shared<std::vector<Token>>(std::move(prompt));
   HttpResponse res;
-  if (p.stream) {
+  if (stream) {
     auto generated = std::make_shared<std::vector<Token>>();
-    auto on_event = [name, chat, generated, prompt_tokens](int, const TokenEvent& ev) -> std::string {
+    auto streamer = tools.on ? std::make_shared<ToolCallStreamer>(tools.format, tools.names) : nullptr;
+    auto on_event = [name, chat, generated, prompt_tokens, streamer](int, const TokenEvent& ev) -> std::string {
       json j = {{"model", name}, {"created_at", rfc3339_now()}};
       if (ev.kind == TokenEvent::Kind::Token) {
         generated->push_back(ev.token);
-        if (ev.text.empty()) return "";
-        if (chat) j["message"] = {{"role", "assistant"}, {"content", ev.text}};
-        else j["response"] = ev.text;
+        const std::string text = streamer ? streamer->feed(ev.text) : ev.text;
+        if (text.empty()) return "";
+        if (chat) j["message"] = {{"role", "assistant"}, {"content", text}};
+        else j["response"] = text;
         j["done"] = false;
         return dump(j) + "\n";
       }
       if (ev.finish == FinishReason::Error) return dump(json{{"error", ev.error}}) + "\n";
-      if (chat) j["message"] = {{"role", "assistant"}, {"content", ev.text}};
-      else j["response"] = ev.text;
+      std::string text = ev.text;
+      std::string out;
+      if (streamer) {
+        text = streamer->feed(ev.text);
+        ToolParse p = streamer->finish();
+        text += p.content;
+        if (!p.calls.empty()) {  // the calls (and content not sent yet) in one chunk before the final one
+          json t = j;
+          t["message"] = {{"role", "assistant"}, {"content", text}, {"tool_calls", ollama_calls(p.calls)}};
+          t["done"] = false;
+          out += dump(t) + "\n";
+          text.clear();
+        }
+      }
+      if (chat) j["message"] = {{"role", "assistant"}, {"content", text}};
+      else j["response"] = text;
       j.update(final_fields(ev.stats, ollama_reason(ev.finish)));
       if (!chat) {
         std::vector<Token> c = *prompt_tokens;
         c.insert(c.end(), generated->begin(), generated->end());
         j["context"] = c;
       }
-      return dump(j) + "\n";
+      return out + dump(j) + "\n";
     };
     res.content_type = "application/x-ndjson";
     res.stream = std::make_shared<GenStream>(hs, "", on_event, [] { return std::string(); });
     return res;
   }
-  res.deferred = std::make_shared<GenDeferred>(hs, !chat, [name, chat, prompt_tokens](std::vector<ChoiceResult>& rs) {
+  res.deferred = std::make_shared<GenDeferred>(hs, !chat, [name, chat, prompt_tokens, tools](std::vector<ChoiceResult>& rs) {
     const ChoiceResult& c = rs[0];
     if (c.finish == FinishReason::Error) return ollama_error(500, "generation failed: " + c.error);
     json j = {{"model", name}, {"created_at", rfc3339_now()}};
-    if (chat) j["message"] = {{"role", "assistant"}, {"content", c.text}};
-    else j["response"] = c.text;
+    if (chat) {
+      j["message"] = {{"role", "assistant"}, {"content", c.text}};
+      if (tools.on) {
+        ToolParse p = parse_tool_calls(c.text, tools.format, tools.names);
+        if (!p.calls.empty()) {
+          j["message"]["content"] = p.content;
+          j["message"]["tool_calls"] = ollama_calls(p.calls);
+        }
+      }
+    } else {
+      j["response"] = c.text;
+    }
     j.update(final_fields(c.stats, ollama_reason(c.finish)));
     if (!chat) {
       std::vector<Token> ctxt = *prompt_tokens;
@@ -125,6 +157,14 @@ HttpResponse run(Ctx& ctx, ServedModel& m, OllamaParams p, bool chat, std::vecto
     return HttpResponse::json(200, dump(j));
   });
   return res;
+}
+
+HttpResponse run(Ctx& ctx, ServedModel& m, OllamaParams p, bool chat, ToolMode tools = {}) {
+  p.gen.deadline = deadline_from(ctx);
+  auto hs = submit_n(m, p.gen, 1);
+  std::vector<Token> prompt;
+  if (!chat) prompt = p.gen.prompt;
+  return respond(hs[0], m.name(), p.stream, chat, std::move(prompt), std::move(tools));
 }
 
 std::string model_name_of(const json& b) {
@@ -198,7 +238,7 @@ HttpResponse generate(Ctx& ctx, HttpRequest& req) {
   p.gen.prompt = ctx_tokens;
   p.gen.prompt.insert(p.gen.prompt.end(), toks.begin(), toks.end());
   // `run` records the prompt for the returned context.
-  return run(ctx, *m, std::move(p), false, {});
+  return run(ctx, *m, std::move(p), false);
 }
 
 HttpResponse chat(Ctx& ctx, HttpRequest& req) {
@@ -213,7 +253,8 @@ HttpResponse chat(Ctx& ctx, HttpRequest& req) {
   const ojson ob = parse_body_ordered(req);  // messages and tools in the client's key order
   const auto tools = ob.find("tools");
   p.gen.prompt = tokenize_prompt(*m, render_chat(*m, ob.at("messages"), tools == ob.end() ? nullptr : &*tools));
-  return run(ctx, *m, std::move(p), true, {});
+  ToolMode tool_mode = tool_mode_of(*m, tools == ob.end() ? nullptr : &*tools, json::object());
+  return run(ctx, *m, std::move(p), true, std::move(tool_mode));
 }
 
 std::string param_size(uint64_t n) {
@@ -272,6 +313,11 @@ json gguf_value(const gguf::Value& v) {
 }
 
 }  // namespace
+
+HttpResponse ollama_chat_response(std::shared_ptr<RequestHandle> h, const std::string& model, bool stream,
+                                  ToolMode tools) {
+  return respond(std::move(h), model, stream, true, {}, std::move(tools));
+}
 
 void register_ollama(server::Router& r, std::shared_ptr<Ctx> ctx) {
   r.add("GET", "/", [](HttpRequest&) { return HttpResponse::text(200, "Ollama is running"); });

@@ -134,31 +134,75 @@ HttpResponse chat_completions(Ctx& ctx, HttpRequest& req) {
   const auto tools = ob.find("tools");
   p.gen.prompt = tokenize_prompt(*m, render_chat(*m, ob.at("messages"), tools == ob.end() ? nullptr : &*tools));
   p.gen.deadline = deadline_from(ctx);
+  ToolMode tool_mode = tool_mode_of(*m, tools == ob.end() ? nullptr : &*tools, b);
   auto hs = submit_n(*m, p.gen, p.n);
+  OpenAIChatShape shape;
+  shape.id = "chatcmpl-" + req.id;
+  shape.created = unix_now();
+  shape.model = m->name();
+  shape.stream = p.stream;
+  shape.include_usage = p.include_usage;
+  shape.logprobs = p.logprobs;
+  shape.tools = std::move(tool_mode);
+  return openai_chat_response(std::move(hs), std::move(shape));
+}
 
-  const std::string id = "chatcmpl-" + req.id;
-  const int64_t created = unix_now();
-  const std::string name = m->name();
+}  // namespace
+
+namespace {
+
+// OpenAI's tool_calls entries; with_index: the streaming delta form.
+json openai_calls(const std::vector<ParsedToolCall>& calls, ToolFormat fmt) {
+  json out = json::array();
+  for (const auto& c : calls) {
+    std::string id = c.id;
+    if (id.empty()) id = new_tool_call_id(fmt == ToolFormat::Mistral);
+    out.push_back({{"id", id}, {"type", "function"}, {"function", {{"name", c.name}, {"arguments", dump(c.arguments)}}}});
+  }
+  return out;
+}
+
+// The calls of a finished choice (none unless tool mode is on and the text holds some).
+ToolParse tool_parse(const ToolMode& t, const std::string& text) {
+  if (!t.on) return ToolParse{text, {}};
+  ToolParse p = parse_tool_calls(text, t.format, t.names);
+  if (!t.parallel && p.calls.size() > 1) p.calls.resize(1);
+  return p;
+}
+
+}  // namespace
+
+HttpResponse openai_chat_response(std::vector<std::shared_ptr<RequestHandle>> hs, OpenAIChatShape shape) {
+  const std::string id = shape.id;
+  const int64_t created = shape.created;
+  const std::string name = shape.model;
+  const int n = static_cast<int>(hs.size());
+  const ToolMode tm = shape.tools;
   HttpResponse res;
-  if (p.stream) {
+  if (shape.stream) {
     auto usage = std::make_shared<Usage>();
     json base = {{"id", id}, {"object", "chat.completion.chunk"}, {"created", created}, {"model", name},
                  {"system_fingerprint", "lmhost"}};
     std::string prefix;
-    for (int i = 0; i < p.n; ++i) {
+    for (int i = 0; i < n; ++i) {
       json c = base;
       c["choices"] = json::array(
           {{{"index", i}, {"delta", {{"role", "assistant"}, {"content", ""}}}, {"logprobs", nullptr},
             {"finish_reason", nullptr}}});
       prefix += sse(c);
     }
-    const bool lp = p.logprobs;
-    const bool include_usage = p.include_usage;
-    auto on_event = [base, usage, lp](int i, const TokenEvent& ev) -> std::string {
+    const bool lp = shape.logprobs;
+    const bool include_usage = shape.include_usage;
+    // Per choice: output that may be a tool call is held back until the end.
+    auto streamers = std::make_shared<std::vector<ToolCallStreamer>>();
+    if (tm.on)
+      for (int i = 0; i < n; ++i) streamers->emplace_back(tm.format, tm.names);
+    auto on_event = [base, usage, lp, tm, streamers](int i, const TokenEvent& ev) -> std::string {
       json c = base;
       if (ev.kind == TokenEvent::Kind::Token) {
-        if (ev.text.empty() && !lp) return "";
-        json choice = {{"index", i}, {"delta", {{"content", ev.text}}}, {"finish_reason", nullptr}};
+        const std::string text = tm.on ? (*streamers)[i].feed(ev.text) : ev.text;
+        if (text.empty() && !lp) return "";
+        json choice = {{"index", i}, {"delta", {{"content", text}}}, {"finish_reason", nullptr}};
         choice["logprobs"] = lp ? json{{"content", json::array({chat_logprob_entry(ev)})}} : json(nullptr);
         c["choices"] = json::array({choice});
         return sse(c);
@@ -170,10 +214,39 @@ HttpResponse chat_completions(Ctx& ctx, HttpRequest& req) {
       usage->completion += ev.stats.completion_tokens;
       std::string out;
       if (ev.finish == FinishReason::Error) out += sse_error(ev.error);
+      std::string text = ev.text;
+      const char* finish = openai_finish(ev.finish);
+      if (tm.on) {
+        ToolCallStreamer& st = (*streamers)[i];
+        text = st.feed(ev.text);
+        ToolParse p = st.finish();
+        if (!tm.parallel && p.calls.size() > 1) p.calls.resize(1);
+        text += p.content;
+        if (!p.calls.empty() && ev.finish != FinishReason::Error) {
+          // Content first, then per call its id, type and name, then its arguments.
+          auto chunk = [&](json delta) {
+            json x = base;
+            x["choices"] = json::array(
+                {{{"index", i}, {"delta", std::move(delta)}, {"logprobs", nullptr}, {"finish_reason", nullptr}}});
+            return sse(x);
+          };
+          if (!text.empty()) out += chunk({{"content", text}});
+          text.clear();
+          const json calls = openai_calls(p.calls, tm.format);
+          for (size_t k = 0; k < calls.size(); ++k) {
+            out += chunk({{"tool_calls", json::array({{{"index", k}, {"id", calls[k]["id"]}, {"type", "function"},
+                                                       {"function", {{"name", calls[k]["function"]["name"]},
+                                                                     {"arguments", ""}}}}})}});
+            out += chunk({{"tool_calls", json::array({{{"index", k},
+                                                       {"function", {{"arguments", calls[k]["function"]["arguments"]}}}}})}});
+          }
+          finish = "tool_calls";
+        }
+      }
       json delta = json::object();
-      if (!ev.text.empty()) delta["content"] = ev.text;
+      if (!text.empty()) delta["content"] = text;
       c["choices"] = json::array(
-          {{{"index", i}, {"delta", delta}, {"logprobs", nullptr}, {"finish_reason", openai_finish(ev.finish)}}});
+          {{{"index", i}, {"delta", delta}, {"logprobs", nullptr}, {"finish_reason", finish}}});
       return out + sse(c);
     };
     auto on_end = sse_end(base, usage, include_usage);
@@ -181,16 +254,24 @@ HttpResponse chat_completions(Ctx& ctx, HttpRequest& req) {
     res.stream = std::make_shared<GenStream>(hs, prefix, on_event, on_end);
     return res;
   }
-  const bool lp = p.logprobs;
-  res.deferred = std::make_shared<GenDeferred>(hs, lp, [id, created, name, lp](std::vector<ChoiceResult>& rs) {
+  const bool lp = shape.logprobs;
+  res.deferred = std::make_shared<GenDeferred>(hs, lp, [id, created, name, lp, tm](std::vector<ChoiceResult>& rs) {
     json choices = json::array();
     Usage u;
     for (size_t i = 0; i < rs.size(); ++i) {
       const ChoiceResult& c = rs[i];
       if (c.finish == FinishReason::Error) return openai_error(500, "generation failed: " + c.error);
-      json choice = {{"index", i},
-                     {"message", {{"role", "assistant"}, {"content", c.text}}},
-                     {"finish_reason", openai_finish(c.finish)}};
+      json message = {{"role", "assistant"}, {"content", c.text}};
+      const char* finish = openai_finish(c.finish);
+      if (tm.on) {
+        ToolParse p = tool_parse(tm, c.text);
+        if (!p.calls.empty()) {
+          message["content"] = p.content.empty() ? json(nullptr) : json(p.content);
+          message["tool_calls"] = openai_calls(p.calls, tm.format);
+          finish = "tool_calls";
+        }
+      }
+      json choice = {{"index", i}, {"message", std::move(message)}, {"finish_reason", finish}};
       if (lp) {
         json content = json::array();
         for (const auto& ev : c.tokens) content.push_back(chat_logprob_entry(ev));
@@ -212,6 +293,8 @@ HttpResponse chat_completions(Ctx& ctx, HttpRequest& req) {
   });
   return res;
 }
+
+namespace {
 
 // prompt: string, [string], [int], [[int]]
 std::vector<std::vector<Token>> completion_prompts(const json& b, const ServedModel& m) {

@@ -1,0 +1,270 @@
+// Tool calls in generated text: each model family's format parsed into
+// calls with exact names, arguments and the content around them; malformed
+// calls stay content; the streaming hold-back returns the same content and
+// calls as parsing the whole text; the format is detected from the real
+// chat templates in ../shared/golden, and what those templates write for an
+// assistant tool call parses back into the same call.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "api/tool_calls.h"
+#include "template/chat_template.h"
+
+using namespace lmhost;
+using namespace lmhost::api;
+using json = nlohmann::json;
+
+namespace {
+
+const std::vector<std::string> kNames = {"get_weather", "get_time"};
+
+// Calls as one JSON value for exact comparison: [{name, arguments, id?}].
+json calls_json(const ToolParse& p) {
+  json a = json::array();
+  for (const auto& c : p.calls) {
+    json x = {{"name", c.name}, {"arguments", c.arguments}};
+    if (!c.id.empty()) x["id"] = c.id;
+    a.push_back(x);
+  }
+  return a;
+}
+
+void expect_parse(ToolFormat f, const std::string& text, const std::string& content, const char* calls) {
+  SCOPED_TRACE(std::string(tool_format_name(f)) + ": " + text);
+  const ToolParse p = parse_tool_calls(text, f, kNames);
+  EXPECT_EQ(p.content, content);
+  EXPECT_EQ(calls_json(p), json::parse(calls));
+}
+
+void expect_plain(ToolFormat f, const std::string& text) { expect_parse(f, text, text, "[]"); }
+
+}  // namespace
+
+TEST(ToolCallParse, Hermes) {
+  const auto H = ToolFormat::Hermes;
+  expect_parse(H, "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call>", "",
+               R"([{"name": "get_weather", "arguments": {"city": "Paris"}}])");
+  // Several in a row, text before them, no newlines, a missing last closing tag.
+  expect_parse(H,
+               "Let me check both.\n\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n"
+               "</tool_call>\n<tool_call>{\"name\": \"get_time\", \"arguments\": {\"tz\": \"CET\", \"n\": [1, {\"x\": \"}\"}]}}",
+               "Let me check both.",
+               R"([{"name": "get_weather", "arguments": {"city": "Paris"}},
+                   {"name": "get_time", "arguments": {"tz": "CET", "n": [1, {"x": "}"}]}}])");
+  // After the marker any function name counts; arguments written as a JSON string are parsed.
+  expect_parse(H, "<tool_call>\n{\"name\": \"lookup\", \"arguments\": \"{\\\"q\\\": 1}\"}\n</tool_call>", "",
+               R"([{"name": "lookup", "arguments": {"q": 1}}])");
+  // No arguments: an empty object.
+  expect_parse(H, "<tool_call>{\"name\": \"get_time\"}</tool_call>", "", R"([{"name": "get_time", "arguments": {}}])");
+  // Text after the calls stays content.
+  expect_parse(H, "<tool_call>{\"name\": \"get_time\", \"arguments\": {}}</tool_call>\nDone.", "Done.",
+               R"([{"name": "get_time", "arguments": {}}])");
+  // Malformed: the whole text is content.
+  expect_plain(H, "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Par");
+  expect_plain(H, "<tool_call>\n{\"name\": get_weather}\n</tool_call>");
+  expect_plain(H, "<tool_call>\n{\"arguments\": {}}\n</tool_call>");
+  expect_plain(H, "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": [1]}\n</tool_call>");
+  expect_plain(H, "<tool_call>\n{\"name\": \"get_weather\"}\n</tool_call> junk <tool_call>{\"name\": 1}</tool_call>");
+  expect_plain(H, "Use <tool_call> tags to call tools.");
+  expect_plain(H, "The weather in Paris is sunny.");
+  expect_plain(H, "");
+}
+
+TEST(ToolCallParse, Llama3) {
+  const auto L = ToolFormat::Llama3;
+  expect_parse(L, "{\"name\": \"get_weather\", \"parameters\": {\"city\": \"Paris\"}}", "",
+               R"([{"name": "get_weather", "arguments": {"city": "Paris"}}])");
+  expect_parse(L, "  {\"type\": \"function\", \"name\": \"get_time\", \"parameters\": {}}\n", "",
+               R"([{"name": "get_time", "arguments": {}}])");
+  // <|python_tag|> (when special tokens are rendered): text before it is content, any name counts.
+  expect_parse(L, "Checking.<|python_tag|>{\"name\": \"search\", \"parameters\": {\"q\": \"x\"}}", "Checking.",
+               R"([{"name": "search", "arguments": {"q": "x"}}])");
+  // Several calls separated by ';'.
+  expect_parse(L, "{\"name\": \"get_weather\", \"parameters\": {\"city\": \"A\"}}; {\"name\": \"get_time\", \"parameters\": {}}",
+               "", R"([{"name": "get_weather", "arguments": {"city": "A"}}, {"name": "get_time", "arguments": {}}])");
+  // Bare JSON must name a declared tool and hold only call fields.
+  expect_plain(L, "{\"name\": \"unknown_fn\", \"parameters\": {}}");
+  expect_plain(L, "{\"name\": \"get_weather\", \"age\": 3}");
+  expect_plain(L, "Sure: {\"name\": \"get_weather\", \"parameters\": {}}");
+  expect_plain(L, "<|python_tag|>brave_search.call(query=\"x\")");
+  expect_plain(L, "{\"name\": \"get_weather\", \"parameters\": {\"city\": \"Paris\"}");
+}
+
+TEST(ToolCallParse, Mistral) {
+  const auto M = ToolFormat::Mistral;
+  expect_parse(M,
+               "[TOOL_CALLS] [{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}, \"id\": \"a1b2c3d4e\"}, "
+               "{\"name\": \"get_time\", \"arguments\": {}, \"id\": \"zzzzzzzzz\"}]",
+               "",
+               R"([{"name": "get_weather", "arguments": {"city": "Paris"}, "id": "a1b2c3d4e"},
+                   {"name": "get_time", "arguments": {}, "id": "zzzzzzzzz"}])");
+  // [TOOL_CALLS] is a control token, usually not in the output text: the bare list.
+  expect_parse(M, "[{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Oslo\"}}]", "",
+               R"([{"name": "get_weather", "arguments": {"city": "Oslo"}}])");
+  expect_plain(M, "[TOOL_CALLS] [{\"name\": \"get_weather\", \"arguments\": {}]");
+  expect_plain(M, "[1, 2, 3]");
+  expect_plain(M, "[]");
+}
+
+TEST(ToolCallParse, JsonFallback) {
+  const auto J = ToolFormat::Json;
+  expect_parse(J, "{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}", "",
+               R"([{"name": "get_weather", "arguments": {"city": "Paris"}}])");
+  expect_parse(J, "```json\n{\"name\": \"get_time\", \"arguments\": {\"tz\": \"UTC\"}}\n```", "",
+               R"([{"name": "get_time", "arguments": {"tz": "UTC"}}])");
+  expect_parse(J, "[{\"type\": \"function\", \"function\": {\"name\": \"get_time\", \"arguments\": \"{}\"}}]", "",
+               R"([{"name": "get_time", "arguments": {}}])");
+  // Markers of other families mean nothing here; neither does JSON that is no call.
+  expect_plain(J, "<tool_call>{\"name\": \"lookup\", \"arguments\": {}}</tool_call>");
+  expect_plain(J, "{\"city\": \"Paris\", \"temp\": 21}");
+  expect_plain(J, "{\"name\": \"get_weather\", \"arguments\": {}} and more");
+  expect_plain(J, "Hello there");
+}
+
+namespace {
+
+// Feeds text in pieces of `step` bytes; returns (content sent while
+// streaming + content from finish(), calls).
+std::pair<std::string, json> stream(ToolFormat f, const std::string& text, size_t step) {
+  ToolCallStreamer s(f, kNames);
+  std::string sent;
+  for (size_t i = 0; i < text.size(); i += step) sent += s.feed(std::string_view(text).substr(i, step));
+  const ToolParse p = s.finish();
+  return {sent + p.content, calls_json(p)};
+}
+
+}  // namespace
+
+TEST(ToolCallParse, StreamingMatchesWholeText) {
+  const std::vector<std::pair<ToolFormat, std::string>> cases = {
+      {ToolFormat::Hermes, "Let me check.\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call>"},
+      {ToolFormat::Hermes, "<tool_call>{\"name\": \"get_time\"}</tool_call><tool_call>{\"name\": \"get_weather\", \"arguments\": {}}</tool_call>"},
+      {ToolFormat::Hermes, "a < b and <tool_x> is no marker <tool_cal"},
+      {ToolFormat::Hermes, "<tool_call>{\"name\": broken</tool_call>"},
+      {ToolFormat::Llama3, "{\"name\": \"get_weather\", \"parameters\": {\"city\": \"Paris\"}}"},
+      {ToolFormat::Llama3, "{\"not\": \"a call\"}"},
+      {ToolFormat::Mistral, "[TOOL_CALLS][{\"name\": \"get_time\", \"arguments\": {}, \"id\": \"abcdefghi\"}]"},
+      {ToolFormat::Json, "\n  {\"name\": \"get_time\", \"arguments\": {}}"},
+      {ToolFormat::Json, "Plain answer over\nseveral lines.\n"},
+  };
+  for (const auto& [f, text] : cases) {
+    const ToolParse whole = parse_tool_calls(text, f, kNames);
+    for (size_t step : {1, 2, 3, 7, 1000}) {
+      SCOPED_TRACE(text + " step " + std::to_string(step));
+      auto [content, calls] = stream(f, text, step);
+      EXPECT_EQ(calls, calls_json(whole));
+      EXPECT_EQ(content, whole.calls.empty() ? text : whole.content);
+    }
+  }
+}
+
+TEST(ToolCallParse, StreamingHoldsBackOnlyWhatMayBeACall) {
+  ToolCallStreamer s(ToolFormat::Hermes, kNames);
+  EXPECT_EQ(s.feed("Hello"), "Hello");
+  EXPECT_EQ(s.feed(" world <tool"), " world");  // a possible marker start (and the space before it) waits
+  EXPECT_FALSE(s.holding());
+  EXPECT_EQ(s.feed("_call>\n{\"name\""), "");  // the marker: held from here on
+  EXPECT_TRUE(s.holding());
+  EXPECT_EQ(s.feed(": \"get_time\"}\n</tool_call>"), "");
+  const ToolParse p = s.finish();
+  EXPECT_EQ(p.content, "");
+  EXPECT_EQ(calls_json(p), json::parse(R"([{"name": "get_time", "arguments": {}}])"));
+
+  ToolCallStreamer t(ToolFormat::Hermes, kNames);
+  EXPECT_EQ(t.feed("1 <"), "1");
+  EXPECT_EQ(t.feed(" 2"), " < 2");  // not the marker after all
+  EXPECT_EQ(t.finish().content, "");
+  // Output that starts like JSON is held until the end.
+  ToolCallStreamer j(ToolFormat::Json, kNames);
+  EXPECT_EQ(j.feed(" {\"a\""), "");
+  EXPECT_EQ(j.feed(": 1}"), "");
+  EXPECT_EQ(j.finish().content, " {\"a\": 1}");
+}
+
+TEST(ToolCallParse, Ids) {
+  const std::string a = new_tool_call_id(), b = new_tool_call_id();
+  EXPECT_EQ(a.rfind("call_", 0), 0u);
+  EXPECT_EQ(a.size(), 29u);
+  EXPECT_NE(a, b);
+  const std::string m = new_tool_call_id(true);  // Mistral's templates demand 9 alphanumerics
+  EXPECT_EQ(m.size(), 9u);
+  for (char c : m) EXPECT_TRUE(std::isalnum(static_cast<unsigned char>(c))) << m;
+}
+
+namespace {
+
+std::filesystem::path templates_dir() { return std::filesystem::path(LMHOST_SHARED_DIR) / "golden" / "templates"; }
+
+std::string read_file(const std::filesystem::path& p) {
+  std::ifstream f(p, std::ios::binary);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+}  // namespace
+
+TEST(ToolCallParse, FormatFromGoldenTemplates) {
+  if (!std::filesystem::exists(templates_dir())) GTEST_SKIP() << "no golden templates at " << templates_dir();
+  const std::vector<std::pair<const char*, ToolFormat>> want = {
+      {"Qwen-Qwen2.5-7B-Instruct", ToolFormat::Hermes},
+      {"Qwen-Qwen3", ToolFormat::Hermes},
+      {"NousResearch-Hermes-2-Pro-Llama-3-8B-tool_use", ToolFormat::Hermes},
+      {"NousResearch-Hermes-3-Llama-3.1-8B-tool_use", ToolFormat::Hermes},
+      {"meta-llama-Llama-3.1-8B-Instruct", ToolFormat::Llama3},
+      {"meta-llama-Llama-3.2-3B-Instruct", ToolFormat::Llama3},
+      {"meta-llama-Llama-3.3-70B-Instruct", ToolFormat::Llama3},
+      {"mistralai-Mistral-Nemo-Instruct-2407", ToolFormat::Mistral},
+      {"google-gemma-2-2b-it", ToolFormat::Json},
+      {"microsoft-Phi-3.5-mini-instruct", ToolFormat::Json},
+  };
+  for (const auto& [name, f] : want)
+    EXPECT_EQ(tool_format_name(detect_tool_format(read_file(templates_dir() / (std::string(name) + ".jinja")), nullptr)),
+              std::string(tool_format_name(f)))
+        << name;
+}
+
+// What each family's own template writes for an assistant tool call (the
+// form the model was trained to produce) parses back into that call.
+TEST(ToolCallParse, TemplatesWriteWhatWeParse) {
+  if (!std::filesystem::exists(templates_dir())) GTEST_SKIP() << "no golden templates at " << templates_dir();
+  const json tools = json::parse(R"([{"type": "function", "function": {"name": "get_weather", "description": "d",
+      "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}])");
+  struct Case {
+    const char* file;
+    const char* begin;  // the assistant turn starts after the last occurrence of this
+    const char* end;    // and ends here
+  };
+  for (const Case& c : {Case{"Qwen-Qwen2.5-7B-Instruct", "<|im_start|>assistant\n", "<|im_end|>"},
+                        Case{"NousResearch-Hermes-3-Llama-3.1-8B-tool_use", "<|im_start|>assistant\n", "<|im_end|>"},
+                        Case{"meta-llama-Llama-3.1-8B-Instruct", "<|start_header_id|>assistant<|end_header_id|>\n\n", "<|eot_id|>"},
+                        Case{"meta-llama-Llama-3.2-3B-Instruct", "<|start_header_id|>assistant<|end_header_id|>\n\n", "<|eot_id|>"},
+                        Case{"mistralai-Mistral-Nemo-Instruct-2407", "[/INST]", "</s>"}}) {
+    SCOPED_TRACE(c.file);
+    const std::string src = read_file(templates_dir() / (std::string(c.file) + ".jinja"));
+    ChatTemplate::Options opt;
+    opt.strftime_now_date = "2024-07-26";
+    const ChatTemplate t = ChatTemplate::parse(src, opt);
+    json ctx = {{"messages", json::parse(R"([{"role": "user", "content": "Weather in Paris?"},
+        {"role": "assistant", "content": null, "tool_calls": [{"id": "abcdefghi", "type": "function",
+          "function": {"name": "get_weather", "arguments": {"city": "Paris"}}}]}])")},
+                {"tools", tools}, {"add_generation_prompt", false}, {"bos_token", "<s>"}, {"eos_token", "</s>"}};
+    const std::string out = t.render(ctx);
+    const size_t b = out.rfind(c.begin);
+    ASSERT_NE(b, std::string::npos) << out;
+    const size_t s = b + std::string(c.begin).size();
+    const size_t e = out.find(c.end, s);
+    ASSERT_NE(e, std::string::npos) << out;
+    const std::string turn = out.substr(s, e - s);
+    const ToolParse p = parse_tool_calls(turn, detect_tool_format(src, nullptr), {"get_weather"});
+    ASSERT_EQ(p.calls.size(), 1u) << turn;
+    EXPECT_EQ(p.calls[0].name, "get_weather");
+    EXPECT_EQ(p.calls[0].arguments, json::parse(R"({"city": "Paris"})"));
+    EXPECT_EQ(p.content, "") << turn;
+  }
+}
