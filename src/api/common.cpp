@@ -271,6 +271,11 @@ std::string render_chat(ServedModel& m, const json& messages, bool add_generatio
 }
 
 ToolMode tool_mode_of(ServedModel& m, const ojson* tools, const json& b) {
+  if (!tools || !tools->is_array() || tools->empty()) return {};
+  return tool_mode_of(detect_tool_format(m.chat_template_source(), &m.tokenizer()), tools, b);
+}
+
+ToolMode tool_mode_of(ToolFormat format, const ojson* tools, const json& b) {
   ToolMode t;
   if (!tools || !tools->is_array() || tools->empty()) return t;
   std::string forced;  // tool_choice naming one function
@@ -293,7 +298,7 @@ ToolMode tool_mode_of(ServedModel& m, const ojson* tools, const json& b) {
   }
   if (auto pc = opt_bool(b, "parallel_tool_calls")) t.parallel = *pc;
   t.on = true;
-  t.format = detect_tool_format(m.chat_template_source(), &m.tokenizer());
+  t.format = format;
   t.names = forced.empty() ? tool_names_of(*tools) : std::vector<std::string>{forced};
   return t;
 }

@@ -135,6 +135,8 @@ struct ToolMode {
 // The tool mode of a chat request for model m: `tools` (may be null) and
 // OpenAI's tool_choice / parallel_tool_calls (Error 400 when malformed).
 ToolMode tool_mode_of(ServedModel& m, const ojson* tools, const json& body);
+// The same for a known format.
+ToolMode tool_mode_of(ToolFormat format, const ojson* tools, const json& body);
 
 // Chat responses over submitted generations (api/openai.cpp, api/ollama.cpp),
 // separate from the handlers so tests can shape scripted generations.
