@@ -68,7 +68,12 @@ client() {  # tag round [extra client flags]
   cat "$OUT/$1-$2.json" >&2
 }
 
+# A fresh port for every start: the streams' TIME-WAIT sockets can keep the
+# previous one from being bound again right away.
+next_port() { PORT=$((PORT + 1)); }
+
 run_ours() {
+  next_port
   echo "lmhost serve, round $1" >&2
   "$LMHOST" serve --port "$PORT" -m "bench=$f" --parallel "$SLOTS" -c "$CTX" -t "$THREADS" -q \
     > "$OUT/lmhost-$1.log" 2>&1 &
@@ -80,6 +85,7 @@ run_ours() {
 }
 run_llama() {
   [[ -n $LLAMA_SERVER ]] || return 0
+  next_port
   echo "llama-server, round $1" >&2
   "$LLAMA_SERVER" --port "$PORT" -m "$f" -np "$SLOTS" -c $((CTX * SLOTS)) -t "$THREADS" -tb "$THREADS" \
     --alias bench > "$OUT/llama-$1.log" 2>&1 &
