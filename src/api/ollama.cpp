@@ -387,7 +387,9 @@ void register_ollama(server::Router& r, std::shared_ptr<Ctx> ctx) {
                 {"template", m->chat_template_source()},
                 {"details", details(*m)},
                 {"model_info", info},
-                {"capabilities", json::array({"completion"})},
+                {"capabilities", m->chat_template_source().find("tools") != std::string::npos
+                                     ? json::array({"completion", "tools"})  // its template renders tool definitions
+                                     : json::array({"completion"})},
                 {"modified_at", rfc3339(m->modified_at())}};
     return HttpResponse::json(200, dump(out));
   });

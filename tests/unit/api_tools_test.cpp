@@ -206,6 +206,11 @@ TEST(ApiTools, QwenToolConversationRendersAsJinja2Does) {
   ASSERT_EQ(o.status, 200) << o.body;
   EXPECT_EQ(json::parse(o.body)["prompt_eval_count"], n_expected) << o.body;
 
+  // Its template renders tools: /api/show says so (Ollama clients check before sending tools).
+  auto show = s.post("/api/show", R"({"model": "qwen"})");
+  ASSERT_EQ(show.status, 200) << show.body;
+  EXPECT_EQ(json::parse(show.body)["capabilities"], json::parse(R"(["completion", "tools"])"));
+
   // A bad tools value is the client's 400.
   auto bad = s.post("/v1/chat/completions", R"({"model": "qwen", "tools": "get_weather", "messages": [{"role": "user", "content": "x"}]})");
   EXPECT_EQ(bad.status, 400) << bad.body;
