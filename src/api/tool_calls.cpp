@@ -230,9 +230,10 @@ ToolParse parse_tool_calls(std::string_view text, ToolFormat fmt, const std::vec
 std::string ToolCallStreamer::feed(std::string_view piece) {
   all_ += piece;
   if (holding_) return "";
-  // Nothing but whitespace sent so far and the output starts like JSON (or a
-  // code fence): it may be a bare call, hold everything.
-  if (sent_ == 0 || trim(std::string_view(all_).substr(0, sent_)).empty()) {
+  // Nothing sent so far (what is sent never ends in whitespace, so nothing
+  // but whitespace came before) and the output starts like JSON (or a code
+  // fence): it may be a bare call, hold everything.
+  if (sent_ == 0) {
     const size_t first = skip_ws(all_, 0);
     if (first == all_.size()) return "";  // only whitespace yet: wait
     const char c = all_[first];
