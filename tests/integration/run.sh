@@ -10,6 +10,8 @@
 #   greedy   temperature-0 completions over HTTP == `lmhost logits --greedy`
 #   serve    the binary itself: flags, HOST/PORT, several models, exit codes,
 #            graceful shutdown on SIGTERM (these tests start their own servers)
+#   install  only installs the npm packages (a ctest fixture: the gtest that
+#            runs toolcalls_client.mjs against a scripted server needs them)
 #
 # The server serves the golden qwen2 and llama models when SHARED_DIR/golden
 # exists, the built-in demo model otherwise. Exit code 77 = skipped (no node,
@@ -27,7 +29,7 @@ if ! command -v node >/dev/null 2>&1; then
 fi
 [ -x "$BIN" ] || { echo "FAIL: lmhost binary not found at $BIN"; exit 1; }
 
-if [ "$SUITE" = clients ]; then
+if [ "$SUITE" = clients ] || [ "$SUITE" = install ]; then
   if [ ! -d "$HERE/node_modules/openai" ] || [ ! -d "$HERE/node_modules/ollama" ]; then
     if ! command -v npm >/dev/null 2>&1; then
       echo "SKIP: npm is not installed, cannot install the openai/ollama client packages"
@@ -44,6 +46,8 @@ if [ "$SUITE" = clients ]; then
     fi
   fi
 fi
+
+[ "$SUITE" = install ] && exit 0
 
 # Models: the golden ones when ../shared exists (qwen2, llama for chat, bert
 # for embeddings), else the demo models (demo, demo-embed).
