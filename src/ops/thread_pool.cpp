@@ -21,6 +21,8 @@ inline void cpu_relax() {
 // How long an idle worker (outside a Busy hold) keeps polling for the next
 // job before sleeping.
 constexpr auto kSpin = std::chrono::microseconds(1000);
+// How long an idle worker spins before it starts yielding between polls.
+constexpr auto kYieldAfter = std::chrono::microseconds(100);
 
 int read_int(const std::string& path) {
   std::ifstream in(path);
@@ -120,7 +122,13 @@ void ThreadPool::worker(int index) {
       const uint64_t s = state_.load(std::memory_order_acquire);
       if (s != seen && st_next(s) < st_n(s)) break;
       cpu_relax();
-      if ((k & 255) == 0 && holds_.load(std::memory_order_relaxed) == 0 && Clock::now() - last_work > kSpin) {
+      if ((k & 255) != 0) continue;
+      const auto idle = Clock::now() - last_work;
+      // Inside a Busy hold a job normally follows within microseconds; a
+      // longer wait means the thread that publishes jobs is not running
+      // (over-subscribed machine): yield the core to it instead of spinning.
+      if (idle > kYieldAfter) std::this_thread::yield();
+      if (holds_.load(std::memory_order_relaxed) == 0 && idle > kSpin) {
         std::unique_lock<std::mutex> lk(mutex_);
         sleepers_.fetch_add(1);
         cv_.wait(lk, [&] {
