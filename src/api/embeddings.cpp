@@ -18,6 +18,7 @@
 #include "api/upstream_proxy.h"
 #include "engine/embed_batcher.h"
 #include "gateway/embed_cache.h"
+#include "util/base64.h"
 
 namespace lmhost::api {
 
@@ -72,26 +73,6 @@ std::string vec_json(const std::vector<float>& v) {
   }
   s += ']';
   return s;
-}
-
-std::string base64(const void* data, size_t n) {
-  static const char* tbl = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  const auto* p = static_cast<const uint8_t*>(data);
-  std::string out;
-  out.reserve((n + 2) / 3 * 4);
-  size_t i = 0;
-  for (; i + 3 <= n; i += 3) {
-    const uint32_t x = (p[i] << 16) | (p[i + 1] << 8) | p[i + 2];
-    out += tbl[x >> 18], out += tbl[(x >> 12) & 63], out += tbl[(x >> 6) & 63], out += tbl[x & 63];
-  }
-  if (i + 1 == n) {
-    const uint32_t x = p[i] << 16;
-    out += tbl[x >> 18], out += tbl[(x >> 12) & 63], out += "==";
-  } else if (i + 2 == n) {
-    const uint32_t x = (p[i] << 16) | (p[i + 1] << 8);
-    out += tbl[x >> 18], out += tbl[(x >> 12) & 63], out += tbl[(x >> 6) & 63], out += '=';
-  }
-  return out;
 }
 
 // Truncate to `dims` dimensions and re-normalise (OpenAI's `dimensions`).
@@ -221,7 +202,7 @@ HttpResponse respond(const Prepared& p, Flavor flavor) {
       const auto v = shape(*p.vecs[i], p.dimensions);
       if (i) body += ',';
       body += "{\"object\":\"embedding\",\"index\":" + std::to_string(i) + ",\"embedding\":";
-      body += p.base64 ? "\"" + base64(v.data(), v.size() * sizeof(float)) + "\"" : vec_json(v);
+      body += p.base64 ? "\"" + base64_encode(v.data(), v.size() * sizeof(float)) + "\"" : vec_json(v);
       body += '}';
     }
     body += "],\"model\":" + dump(json(name)) + ",\"usage\":{\"prompt_tokens\":" + std::to_string(p.prompt_tokens) +

@@ -1,5 +1,6 @@
 // OpenAI <-> Ollama translation for upstreams (see upstream_translate.h).
 #include "gateway/upstream_translate.h"
+#include "util/base64.h"
 
 #include <algorithm>
 #include <chrono>
@@ -613,30 +614,10 @@ std::string openai_to_ollama_json(bool chat, const std::string& body, const Resp
 }
 
 std::string base64_floats(const json& v) {
-  static const char* tbl = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string bytes;
-  for (const auto& x : v) {
-    const float f = x.is_number() ? x.get<float>() : 0.0f;
-    char b[4];
-    std::memcpy(b, &f, 4);
-    bytes.append(b, 4);
-  }
-  std::string out;
-  size_t i = 0;
-  const auto* p = reinterpret_cast<const unsigned char*>(bytes.data());
-  const size_t n = bytes.size();
-  for (; i + 3 <= n; i += 3) {
-    const uint32_t x = (p[i] << 16) | (p[i + 1] << 8) | p[i + 2];
-    out += tbl[x >> 18], out += tbl[(x >> 12) & 63], out += tbl[(x >> 6) & 63], out += tbl[x & 63];
-  }
-  if (i + 1 == n) {
-    const uint32_t x = p[i] << 16;
-    out += tbl[x >> 18], out += tbl[(x >> 12) & 63], out += "==";
-  } else if (i + 2 == n) {
-    const uint32_t x = (p[i] << 16) | (p[i + 1] << 8);
-    out += tbl[x >> 18], out += tbl[(x >> 12) & 63], out += tbl[(x >> 6) & 63], out += '=';
-  }
-  return out;
+  std::vector<float> f;
+  f.reserve(v.size());
+  for (const auto& x : v) f.push_back(x.is_number() ? x.get<float>() : 0.0f);
+  return base64_encode(f.data(), f.size() * sizeof(float));
 }
 
 std::string ollama_embed_to_openai(const std::string& body, const ResponseMeta& m) {
