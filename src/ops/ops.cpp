@@ -5,6 +5,7 @@
 #include <cstring>
 #include <string>
 
+#include "tensor/encoder_kernels.h"
 #include "tensor/kernels.h"
 #include "util/error.h"
 #include "util/fp16.h"
@@ -256,21 +257,7 @@ void rmsnorm(const float* x, const float* w, float* y, int64_t n, float eps) {
 }
 
 void layernorm(const float* x, const float* w, const float* b, float* y, int64_t n, float eps) {
-  double sum = 0.0;
-  for (int64_t i = 0; i < n; ++i) sum += x[i];
-  const float mean = static_cast<float>(sum / n);
-  double var = 0.0;
-  for (int64_t i = 0; i < n; ++i) {
-    const double d = x[i] - mean;
-    var += d * d;
-  }
-  const float scale = 1.0f / std::sqrt(static_cast<float>(var / n) + eps);
-  for (int64_t i = 0; i < n; ++i) {
-    float v = (x[i] - mean) * scale;
-    if (w) v *= w[i];
-    if (b) v += b[i];
-    y[i] = v;
-  }
+  layernorm_scalar(x, w, b, y, n, eps);
 }
 
 // ---------------------------------------------------------------- activations

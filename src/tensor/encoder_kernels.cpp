@@ -11,6 +11,24 @@
 
 namespace lmhost {
 
+void layernorm_scalar(const float* x, const float* w, const float* b, float* y, int64_t n, float eps) {
+  double sum = 0.0;
+  for (int64_t i = 0; i < n; ++i) sum += x[i];
+  const float mean = static_cast<float>(sum / n);
+  double var = 0.0;
+  for (int64_t i = 0; i < n; ++i) {
+    const double d = x[i] - mean;
+    var += d * d;
+  }
+  const float scale = 1.0f / std::sqrt(static_cast<float>(var / n) + eps);
+  for (int64_t i = 0; i < n; ++i) {
+    float v = (x[i] - mean) * scale;
+    if (w) v *= w[i];
+    if (b) v += b[i];
+    y[i] = v;
+  }
+}
+
 namespace {
 
 size_t elt_bytes(DType t) {
@@ -64,24 +82,8 @@ void gelu_scalar(float* x, int64_t n) {
 
 void add_norm_scalar(float* x, const float* o, const float* bias, const float* w, const float* b, int64_t n,
                      float eps) {
-  double sum = 0.0;
-  for (int64_t i = 0; i < n; ++i) {
-    x[i] += o[i] + (bias ? bias[i] : 0.0f);
-    sum += x[i];
-  }
-  const float mean = static_cast<float>(sum / n);
-  double var = 0.0;
-  for (int64_t i = 0; i < n; ++i) {
-    const double d = x[i] - mean;
-    var += d * d;
-  }
-  const float scale = 1.0f / std::sqrt(static_cast<float>(var / n) + eps);
-  for (int64_t i = 0; i < n; ++i) {
-    float v = (x[i] - mean) * scale;
-    if (w) v *= w[i];
-    if (b) v += b[i];
-    x[i] = v;
-  }
+  for (int64_t i = 0; i < n; ++i) x[i] += o[i] + (bias ? bias[i] : 0.0f);
+  layernorm_scalar(x, w, b, x, n, eps);
 }
 
 EncoderKernels build(Isa isa) {

@@ -70,6 +70,9 @@ struct EncoderKernels {
 // kernels().isa (so LMHOST_ISA applies).
 const EncoderKernels& encoder_kernels_for(Isa isa);
 const EncoderKernels& encoder_kernels();
+// y = LayerNorm(x) * w + b (w, b may be null; y may be x), n values: mean and
+// variance summed in double. The reference for add_norm and ops::layernorm.
+void layernorm_scalar(const float* x, const float* w, const float* b, float* y, int64_t n, float eps);
 // The scalar GEMM (reference; not in the scalar table, see above).
 void gemm_packed_scalar(DType t, const void* panels, int64_t K, int64_t n_cols, const float* x, int64_t ldx,
                         int64_t T, float* y, int64_t ldy, const float* bias);
