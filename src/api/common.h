@@ -14,6 +14,7 @@
 #include "api/tool_calls.h"
 #include "engine/request.h"
 #include "util/error.h"
+#include "util/rfc3339.h"
 
 namespace lmhost::api {
 
@@ -159,8 +160,8 @@ HttpResponse openai_error(int status, const std::string& message, const char* ty
 HttpResponse ollama_error(int status, const std::string& message);
 
 // RFC 3339 UTC with nanoseconds, as Ollama writes it.
-std::string rfc3339_now();
-std::string rfc3339(std::chrono::system_clock::time_point t);
+using lmhost::rfc3339;
+using lmhost::rfc3339_now;
 int64_t unix_now();
 
 void register_openai(server::Router& r, std::shared_ptr<Ctx> ctx);

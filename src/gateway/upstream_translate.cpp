@@ -1,6 +1,7 @@
 // OpenAI <-> Ollama translation for upstreams (see upstream_translate.h).
 #include "gateway/upstream_translate.h"
 #include "util/base64.h"
+#include "util/rfc3339.h"
 
 #include <algorithm>
 #include <chrono>
@@ -20,18 +21,6 @@ std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_hand
 
 int64_t unix_now() {
   return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
-
-std::string rfc3339_now() {
-  const auto ns =
-      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-  const std::time_t secs = static_cast<std::time_t>(ns / 1000000000);
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%09lldZ", tm.tm_year + 1900, tm.tm_mon + 1,
-                tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<long long>(ns % 1000000000));
-  return buf;
 }
 
 int64_t created_of(const ResponseMeta& m) { return m.created ? m.created : unix_now(); }
