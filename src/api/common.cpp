@@ -23,7 +23,8 @@ json parse_body(const HttpRequest& req) {
   if (j.is_discarded()) {
     // Parse again with exceptions for a message with the position.
     try {
-      (void)json::parse(req.body);
+      const json again = json::parse(req.body);  // throws here
+      (void)again;
     } catch (const json::parse_error& e) {
       throw Error(std::string("malformed JSON in the request body: ") + e.what(), 400);
     }
