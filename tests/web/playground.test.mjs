@@ -59,8 +59,14 @@ test("playground: health, models, streamed chat, embeddings, metrics", { timeout
       if (last) window.__chunks.push(last.textContent.length);
     }).observe(target, { subtree: true, characterData: true, childList: true });
   });
-  // Enough tokens that the stream spans many reads even on a busy machine
-  // (the demo model writes a short reply faster than the page reads it).
+  // The demo model writes a reply faster than the page reads it (the whole
+  // stream can arrive in one or two reads), so the browser's network is
+  // throttled for the chat: the events then arrive over many reads, as they
+  // do from a real model, and the page must render them as they come.
+  const cdp = await page.context().newCDPSession(page);
+  await cdp.send("Network.enable");
+  await cdp.send("Network.emulateNetworkConditions",
+                 { offline: false, latency: 0, downloadThroughput: 16 * 1024, uploadThroughput: -1 });
   await page.fill("#max-tokens", "200");
   await page.fill("#chat-input", "Hello there, tell me a story.");
   await page.press("#chat-input", "Enter");
@@ -70,6 +76,8 @@ test("playground: health, models, streamed chat, embeddings, metrics", { timeout
   assert.ok(!(await page.$(".msg.error")), "no error message: " + (await page.textContent("#chat-log")));
   const growth = await page.evaluate(() => new Set(window.__chunks).size);
   assert.ok(growth >= 3, `the reply grew in ${growth} steps (streaming)`);
+  await cdp.send("Network.emulateNetworkConditions",
+                 { offline: false, latency: 0, downloadThroughput: -1, uploadThroughput: -1 });
   assert.match(await page.textContent("#chat-stats"), /tokens/);
 
   // Embeddings: three texts, a 3x3 similarity table with 1.000 on the diagonal.
