@@ -13,19 +13,14 @@
 #include "tensor/kernels.h"
 #include "util/error.h"
 #include "util/fp16.h"
+#include "unit/test_random.h"
 
 using namespace lmhost;
 using namespace lmhost::ops;
 
 namespace {
 
-std::vector<float> randn(size_t n, uint32_t seed, float scale = 1.0f) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> d(0.0f, scale);
-  std::vector<float> v(n);
-  for (auto& x : v) x = d(rng);
-  return v;
-}
+using lmhost::testing::randn;
 
 struct Weight {
   std::vector<uint8_t> bytes;

@@ -12,17 +12,13 @@
 #include "tensor/encoder_kernels.h"
 #include "util/error.h"
 #include "util/fp16.h"
+#include "unit/test_random.h"
 
 using namespace lmhost;
 
 namespace {
 
-std::vector<float> normal(int64_t n, std::mt19937& rng, float sd = 1.0f) {
-  std::normal_distribution<float> nd(0.0f, sd);
-  std::vector<float> v(n);
-  for (auto& x : v) x = nd(rng);
-  return v;
-}
+using lmhost::testing::normal;
 
 bool have_avx512() { return detect_isa() >= Isa::AVX512; }
 

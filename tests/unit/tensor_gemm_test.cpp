@@ -13,18 +13,13 @@
 #include "tensor/kernels.h"
 #include "tensor/types.h"
 #include "util/fp16.h"
+#include "unit/test_random.h"
 
 using namespace lmhost;
 
 namespace {
 
-std::vector<float> normal(int64_t n, std::mt19937& rng) {
-  std::normal_distribution<float> nd(0.0f, 1.0f);
-  std::vector<float> v(n);
-  for (auto& x : v) x = nd(rng);
-  for (int64_t i = 0; i < n; i += 61) v[i] *= 5.0f;
-  return v;
-}
+std::vector<float> normal(int64_t n, std::mt19937& rng) { return lmhost::testing::normal(n, rng, 1.0f, 61, 5.0f); }
 
 // Weight rows: quantized normal data or random bytes with a sane fp16 scale in every block.
 std::vector<uint8_t> weights(DType wt, int64_t K, int64_t rows, bool random_bytes, std::mt19937& rng) {

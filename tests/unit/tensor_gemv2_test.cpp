@@ -14,18 +14,13 @@
 #include "tensor/kernels.h"
 #include "tensor/types.h"
 #include "util/fp16.h"
+#include "unit/test_random.h"
 
 using namespace lmhost;
 
 namespace {
 
-std::vector<float> normal(int64_t n, std::mt19937& rng) {
-  std::normal_distribution<float> nd(0.0f, 1.0f);
-  std::vector<float> v(n);
-  for (auto& x : v) x = nd(rng);
-  for (int64_t i = 0; i < n; i += 53) v[i] *= 6.0f;
-  return v;
-}
+std::vector<float> normal(int64_t n, std::mt19937& rng) { return lmhost::testing::normal(n, rng, 1.0f, 53, 6.0f); }
 
 // Weight rows are packed back to back (stride = row bytes) in a buffer that
 // ends exactly at the last row, so a load past a row's end would read the
