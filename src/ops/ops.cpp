@@ -279,9 +279,7 @@ void silu(float* x, int64_t n) {
   for (int64_t i = 0; i < n; ++i) x[i] = silu(x[i]);
 }
 
-void swiglu(const float* gate, const float* up, float* out, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) out[i] = silu(gate[i]) * up[i];
-}
+void swiglu(const float* gate, const float* up, float* out, int64_t n) { kernels().swiglu(gate, up, out, n); }
 
 void gelu(float* x, int64_t n) {
   constexpr float kSqrt2OverPi = 0.79788456080286535588f;

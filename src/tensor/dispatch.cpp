@@ -42,6 +42,7 @@ Isa detect_isa() {
 namespace detail {
 void fill_gemm_avx512(Kernels& k);  // src/tensor/gemm_avx512.cpp
 void fill_gemv_avx512(Kernels& k);  // src/tensor/gemv_avx512.cpp: decode gemv beyond Q4_0
+void fill_f32_avx512(Kernels& k);   // src/tensor/f16_avx512.cpp: float element-wise (swiglu)
 }  // namespace detail
 
 namespace {
@@ -57,6 +58,7 @@ Kernels build(Isa isa) {
   if (isa >= Isa::AVX512 && cpu >= static_cast<int>(Isa::AVX512)) detail::fill_avx512(k);
   if (isa >= Isa::AVX512 && cpu >= static_cast<int>(Isa::AVX512)) detail::fill_gemm_avx512(k);
   if (isa >= Isa::AVX512 && cpu >= static_cast<int>(Isa::AVX512)) detail::fill_gemv_avx512(k);
+  if (isa >= Isa::AVX512 && cpu >= static_cast<int>(Isa::AVX512)) detail::fill_f32_avx512(k);
   return k;
 }
 

@@ -1,5 +1,6 @@
 // AVX-512 encoder kernels (see encoder_kernels.h): the packed-panel GEMM for
-// F16 / F32 weights, per-sequence attention, GELU and residual + LayerNorm.
+// F16 / F32 weights, per-sequence attention, GELU and residual + LayerNorm;
+// and the decoder's SwiGLU (Kernels::swiglu), which shares their e^x.
 //
 // GEMM register tile: 3 panels (48 weight rows) x 8 tokens = 24 accumulators;
 // per k, 3 weight vectors (vcvtph2ps from 16 halves each) and 8 activation
@@ -16,9 +17,13 @@
 #include <cstring>
 
 #include "tensor/encoder_kernels.h"
+#include "tensor/exp_avx512.h"
+#include "tensor/kernels.h"
 
 namespace lmhost {
 namespace {
+
+using detail::exp512;
 
 constexpr int kNP = 3;  // panels per register tile
 constexpr int kMT = 8;  // tokens per register tile
@@ -95,24 +100,6 @@ void gemm(const void* panels, int64_t K, int64_t n_cols, const float* x, int64_t
   }
 }
 
-// e^x for x in about [-87, 88] (clamped), ~1 ulp: 2^n * p(r), r = x - n ln2.
-inline __m512 exp512(__m512 x) {
-  x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.0f)), _mm512_set1_ps(88.0f));
-  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), x);
-  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.428606765330187045e-06f), r);
-  __m512 p = _mm512_set1_ps(1.0f / 5040.0f);
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 720.0f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120.0f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24.0f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6.0f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-  return _mm512_scalef_ps(p, n);
-}
-
 void gelu(float* x, int64_t n) {
   const __m512 c = _mm512_set1_ps(2.0f * 0.79788456080286535588f), c3 = _mm512_set1_ps(0.044715f);
   const __m512 one = _mm512_set1_ps(1.0f);
@@ -123,6 +110,17 @@ void gelu(float* x, int64_t n) {
     const __m512 u2 = _mm512_mul_ps(_mm512_mul_ps(c, v), _mm512_fmadd_ps(_mm512_mul_ps(c3, v), v, one));
     const __m512 e = exp512(_mm512_min_ps(u2, _mm512_set1_ps(80.0f)));
     _mm512_mask_storeu_ps(x + i, m, _mm512_sub_ps(v, _mm512_div_ps(v, _mm512_add_ps(one, e))));
+  }
+}
+
+// out = silu(gate) * up = gate * up / (1 + e^-gate); out may alias gate or up.
+void swiglu(const float* gate, const float* up, float* out, int64_t n) {
+  const __m512 one = _mm512_set1_ps(1.0f);
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 m = col_mask(n - i);
+    const __m512 g = _mm512_maskz_loadu_ps(m, gate + i);
+    const __m512 e = exp512(_mm512_sub_ps(_mm512_setzero_ps(), g));  // clamped: e^88 stays finite, gate/(1+e) -> 0
+    _mm512_mask_storeu_ps(out + i, m, _mm512_div_ps(_mm512_mul_ps(g, _mm512_maskz_loadu_ps(m, up + i)), _mm512_add_ps(one, e)));
   }
 }
 
@@ -276,6 +274,7 @@ void fill_encoder_avx512(EncoderKernels& k) {
   k.gelu = gelu;
   k.add_norm = add_norm;
 }
+void fill_f32_avx512(Kernels& k) { k.swiglu = swiglu; }
 }  // namespace detail
 
 }  // namespace lmhost

@@ -107,6 +107,8 @@ void prepare_gemm_act(DType act_type, const void* rows, size_t stride, int64_t n
 using GemmFn = void (*)(const void* w, size_t w_stride, int64_t rows, const GemmAct& act, int64_t g0, int64_t g1,
                         float* out, size_t out_stride);
 
+using SwigluFn = void (*)(const float* gate, const float* up, float* out, int64_t n);
+
 struct Kernels {
   Isa isa;
   DequantizeFn dequantize[kDTypeCount];  // nullptr where unsupported
@@ -116,6 +118,7 @@ struct Kernels {
   AttnF16Fn attn_f16;                      // nullptr: ops uses its portable loop
   GemvFn gemv[kDTypeCount];                // indexed by the weight type; Q4_0 only so far (else nullptr)
   GemmFn gemm[kDTypeCount];  // prompt matmul (T >= 8) for Q8_0/Q8_K-activation types; nullptr: use vec_dot_tile
+  SwigluFn swiglu;           // out[i] = silu(gate[i]) * up[i]; out may alias gate or up
 };
 
 // The table for one ISA (falls back to scalar entries the ISA lacks). Tests

@@ -688,9 +688,14 @@ void quant_q3_k(const float* x, void* dst, int64_t n) {
   }
 }
 
+void swiglu(const float* gate, const float* up, float* out, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) out[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
+}
+
 }  // namespace
 
 void fill_scalar(Kernels& k) {
+  k.swiglu = swiglu;
   auto set = [&](DType t, DequantizeFn dq, QuantizeFn q, VecDotFn vd) {
     const uint32_t i = static_cast<uint32_t>(t);
     k.dequantize[i] = dq;
