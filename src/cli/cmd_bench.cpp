@@ -14,6 +14,14 @@
 //   weight bytes read per token x tg tokens/s / bandwidth.
 // Without -m, only the bandwidth is measured.
 //
+// With -m, --membw also runs a paired decode ("tg paired"): before each
+// generated token the same threads read every weight byte that token will
+// read (the same mapped tensors, in the same order, split evenly between
+// the threads, no arithmetic), so each token has a bandwidth reading taken
+// at the same moment. On a shared host whose bandwidth moves from second to
+// second this is the fair limit for that token; the fraction reported is
+// read time / decode time over all paired tokens (median of -r runs).
+//
 // For an embedding model (bert, nomic-bert) the figure is embeddings per
 // second: -b inputs of -p tokens each (random token ids, clamped to the
 // model's context) embedded in one call, median of -r repetitions after a
@@ -69,16 +77,17 @@ double median(std::vector<double> v) {
 
 // ------------------------------------------------------------ bandwidth
 
-// Sum of 64-bit words over [p, p + n) (n a multiple of 256 bytes): four
-// independent 256-bit accumulators keep enough loads in flight to stream.
+// Sum of 64-bit words over [p, p + n) (n a multiple of 256 bytes, p any
+// address): four independent 256-bit accumulators keep enough loads in
+// flight to stream.
 __attribute__((target("avx2"))) uint64_t read_avx2(const uint8_t* p, size_t n) {
   __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
   for (size_t i = 0; i < n; i += 256) {
     const __m256i* v = reinterpret_cast<const __m256i*>(p + i);
-    a0 = _mm256_add_epi64(a0, _mm256_add_epi64(_mm256_load_si256(v + 0), _mm256_load_si256(v + 4)));
-    a1 = _mm256_add_epi64(a1, _mm256_add_epi64(_mm256_load_si256(v + 1), _mm256_load_si256(v + 5)));
-    a2 = _mm256_add_epi64(a2, _mm256_add_epi64(_mm256_load_si256(v + 2), _mm256_load_si256(v + 6)));
-    a3 = _mm256_add_epi64(a3, _mm256_add_epi64(_mm256_load_si256(v + 3), _mm256_load_si256(v + 7)));
+    a0 = _mm256_add_epi64(a0, _mm256_add_epi64(_mm256_loadu_si256(v + 0), _mm256_loadu_si256(v + 4)));
+    a1 = _mm256_add_epi64(a1, _mm256_add_epi64(_mm256_loadu_si256(v + 1), _mm256_loadu_si256(v + 5)));
+    a2 = _mm256_add_epi64(a2, _mm256_add_epi64(_mm256_loadu_si256(v + 2), _mm256_loadu_si256(v + 6)));
+    a3 = _mm256_add_epi64(a3, _mm256_add_epi64(_mm256_loadu_si256(v + 3), _mm256_loadu_si256(v + 7)));
   }
   const __m256i s = _mm256_add_epi64(_mm256_add_epi64(a0, a1), _mm256_add_epi64(a2, a3));
   alignas(32) uint64_t out[4];
@@ -163,14 +172,46 @@ std::string model_type(const gguf::File& f) {
   return best;
 }
 
-// Weight bytes a decode step streams: every layer matrix and the output
-// matrix (the embedding table only contributes one row unless it is tied).
-size_t bytes_per_token(const Model& m) {
-  size_t n = m.output().nbytes;
+// The weight tensors a decode step streams, in the order it reads them:
+// every layer matrix, then the output matrix (the embedding table only
+// contributes one row unless it is tied).
+std::vector<const TensorView*> decode_weights(const Model& m) {
+  std::vector<const TensorView*> w;
   for (const auto& L : m.layers())
-    n += L.wq.nbytes + L.wk.nbytes + L.wv.nbytes + L.wo.nbytes + L.ffn_gate.nbytes + L.ffn_up.nbytes +
-         L.ffn_down.nbytes;
+    for (const TensorView* t : {&L.wq, &L.wk, &L.wv, &L.wo, &L.ffn_gate, &L.ffn_up, &L.ffn_down}) w.push_back(t);
+  w.push_back(&m.output());
+  return w;
+}
+
+size_t bytes_per_token(const Model& m) {
+  size_t n = 0;
+  for (const TensorView* t : decode_weights(m)) n += t->nbytes;
   return n;
+}
+
+// Reads the bytes of `ws` (in order) on the pool's threads, each thread one
+// contiguous share of their concatenation. Returns a checksum (keeps the loads).
+uint64_t read_weights(ops::ThreadPool& pool, const std::vector<const TensorView*>& ws, size_t total) {
+  const int n = pool.n_threads();
+  const bool avx2 = __builtin_cpu_supports("avx2");
+  std::vector<uint64_t> sums(static_cast<size_t>(n) * 8, 0);  // a cache line per thread
+  pool.parallel_for(n, [&](int64_t t, int) {
+    const size_t b0 = total * t / n, b1 = total * (t + 1) / n;
+    size_t at = 0;
+    uint64_t s = 0;
+    for (const TensorView* w : ws) {
+      const size_t lo = std::max(at, b0), hi = std::min(at + w->nbytes, b1);
+      if (lo + 256 <= hi) {
+        const uint8_t* p = static_cast<const uint8_t*>(w->data) + (lo - at);
+        s += avx2 ? read_avx2(p, (hi - lo) / 256 * 256) : read_plain(p, (hi - lo) / 256 * 256);
+      }
+      at += w->nbytes;
+    }
+    sums[static_cast<size_t>(t) * 8] = s;
+  });
+  uint64_t s = 0;
+  for (uint64_t v : sums) s += v;
+  return s;
 }
 
 int run_embed_bench(const BenchArgs& a, std::shared_ptr<gguf::File> file, int threads, nlohmann::ordered_json& out) {
@@ -265,7 +306,29 @@ int run_bench(const BenchArgs& a) {
       return seconds_since(t0);
     };
 
-    std::vector<double> pp, tg;
+    // Paired (--membw): a read of the token's weights, then the token, n times.
+    const std::vector<const TensorView*> wts = decode_weights(*model);
+    const size_t bpt = bytes_per_token(*model);
+    uint64_t sink = 0;
+    auto run_tg_paired = [&](int n) {
+      ctx.clear();
+      double read_s = 0.0, dec_s = 0.0;
+      for (int i = 0; i < n; ++i) {
+        auto t0 = Clock::now();
+        {
+          const ops::ThreadPool::Busy hot(ctx.pool());
+          sink += read_weights(ctx.pool(), wts, bpt);
+        }
+        read_s += seconds_since(t0);
+        const BatchEntry e{pick(rng), i, 0, true};
+        t0 = Clock::now();
+        ctx.forward(std::span<const BatchEntry>(&e, 1));
+        dec_s += seconds_since(t0);
+      }
+      return std::pair{read_s, dec_s};
+    };
+
+    std::vector<double> pp, tg, ptg, pbw, pfrac;
     if (a.n_prompt > 0) {
       run_pp();  // warm-up: page in the weights, size the buffers
       for (int r = 0; r < a.reps; ++r) pp.push_back(a.n_prompt / run_pp());
@@ -273,8 +336,17 @@ int run_bench(const BenchArgs& a) {
     if (a.n_gen > 0) {
       run_tg(std::min(a.n_gen, 8));
       for (int r = 0; r < a.reps; ++r) tg.push_back(a.n_gen / run_tg(a.n_gen));
+      if (a.membw) {
+        run_tg_paired(std::min(a.n_gen, 8));
+        for (int r = 0; r < a.reps; ++r) {
+          const auto [rs, ds] = run_tg_paired(a.n_gen);
+          ptg.push_back(a.n_gen / ds);
+          pbw.push_back(static_cast<double>(bpt) * a.n_gen / rs / 1e9);
+          pfrac.push_back(rs / ds);
+        }
+      }
     }
-    const size_t bpt = bytes_per_token(*model);
+    if (sink == 42) std::fputc(' ', stderr);
     out["model"] = a.model;
     out["arch"] = model->hparams().arch_name;
     out["type"] = model_type(*file);
@@ -302,6 +374,12 @@ int run_bench(const BenchArgs& a) {
       out["tg_gb_per_s"] = r2(m * static_cast<double>(bpt) / 1e9);
       if (bw > 0) out["tg_bandwidth_fraction"] = std::round(m * bpt / bw * 1000.0) / 1000.0;
     }
+    if (!ptg.empty()) {
+      out["tg_paired_tokens_per_s"] = r2(median(ptg));
+      out["tg_paired_read_gb_per_s"] = r2(median(pbw));
+      out["tg_paired_fraction"] = std::round(median(pfrac) * 1000.0) / 1000.0;
+      out["tg_paired_fraction_samples"] = pfrac;
+    }
   }
   if (a.json) {
     std::printf("%s\n", out.dump().c_str());
@@ -322,6 +400,11 @@ int run_bench(const BenchArgs& a) {
         std::printf(" = %.1f%% of the read bandwidth", 100.0 * out["tg_bandwidth_fraction"].get<double>());
       std::printf("\n");
     }
+    if (out.contains("tg_paired_fraction"))
+      std::printf("tg%-5d %10.2f tokens/s paired with a read of each token's weights at %.2f GB/s: %.1f%% of that "
+                  "read's speed (median of %d)\n",
+                  a.n_gen, out["tg_paired_tokens_per_s"].get<double>(), out["tg_paired_read_gb_per_s"].get<double>(),
+                  100.0 * out["tg_paired_fraction"].get<double>(), a.reps);
   }
   return 0;
 }

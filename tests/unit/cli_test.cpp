@@ -106,6 +106,45 @@ TEST(Cli, LogitsSchema) {
   for (auto& g : j["greedy"]) EXPECT_GE(g[1].get<double>(), 0.0);  // margin = top1 - top2
 }
 
+// `lmhost bench --json`: the fields bench/compare.sh reads, with figures a
+// run can actually produce (the paired decode reads each token's weights
+// before the token, so its fraction is a time ratio in (0, 1]-ish).
+TEST(Cli, BenchReportsSpeedsAndPairedBandwidth) {
+  Result r = run("bench --json -m " + demo_model().string() + " -p 16 -n 8 -r 2 -t 2 --membw --membw-mib 64");
+  ASSERT_EQ(r.status, 0) << r.out;
+  json j = json::parse(r.out);
+  EXPECT_EQ(j["type"], "Q8_0");
+  EXPECT_EQ(j["reps"], 2);
+  EXPECT_GT(j["pp_tokens_per_s"].get<double>(), 0.0);
+  EXPECT_GT(j["tg_tokens_per_s"].get<double>(), 0.0);
+  EXPECT_EQ(j["pp_samples"].size(), 2u);
+  EXPECT_EQ(j["tg_samples"].size(), 2u);
+  EXPECT_GT(j["membw_gb_per_s"].get<double>(), 0.0);
+  const auto bpt = j["weight_bytes_per_token"].get<int64_t>();
+  EXPECT_GT(bpt, 0);
+  EXPECT_LT(bpt, j["file_size"].get<int64_t>());
+  EXPECT_GT(j["tg_paired_tokens_per_s"].get<double>(), 0.0);
+  EXPECT_GT(j["tg_paired_read_gb_per_s"].get<double>(), 0.0);
+  const double f = j["tg_paired_fraction"].get<double>();
+  EXPECT_GT(f, 0.0);
+  EXPECT_LT(f, 1.5) << "a plain read of the weights should not be much slower than a decode step that reads them";
+  EXPECT_EQ(j["tg_paired_fraction_samples"].size(), 2u);
+
+  Result plain = run("bench --json -m " + demo_model().string() + " -p 0 -n 4 -r 1");
+  ASSERT_EQ(plain.status, 0) << plain.out;
+  json k = json::parse(plain.out);
+  EXPECT_FALSE(k.contains("pp_tokens_per_s"));
+  EXPECT_FALSE(k.contains("tg_paired_fraction")) << "the paired decode runs only with --membw";
+  EXPECT_GT(k["tg_tokens_per_s"].get<double>(), 0.0);
+}
+
+TEST(Cli, BenchRefusesBadArguments) {
+  EXPECT_EQ(run("bench").status, 1) << "no model and no --membw";
+  EXPECT_EQ(run("bench -r 0 -m " + demo_model().string()).status, 1);
+  EXPECT_EQ(run("bench -n -1 -m " + demo_model().string()).status, 1);
+  EXPECT_EQ(run("bench -m /nonexistent/model.gguf").status, 1);
+}
+
 TEST(Cli, BadFilesGiveAClearErrorNotACrash) {
   fs::path junk = tmpdir() / "junk.gguf";
   std::ofstream(junk) << "this is not a gguf file at all";
