@@ -19,7 +19,15 @@
 #
 # Prints a markdown table: pp/tg tokens/s of both (median of all samples),
 # the ratios ours / llama.cpp, and each decode figure as a fraction of the
-# measured memory read bandwidth (weight bytes per token x tokens/s / bandwidth).
+# memory read bandwidth (weight bytes per token x tokens/s / bandwidth), two
+# ways:
+#   paired: our bench runs with --membw, which precedes every generated token
+#           with a plain read of that token's weights on the same threads, so
+#           the bandwidth is read at the same moment as the decode (this
+#           host's bandwidth moves by half within minutes); llama.cpp's figure
+#           is taken against the median of those paired reads of the file.
+#   best:   against the best pass of `lmhost bench --membw` alone, run before
+#           and after the whole comparison (the machine's peak).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -62,7 +70,7 @@ echo "measuring memory read bandwidth ($THREADS threads)" >&2
 run_ours() {  # file round
   local name; name=$(basename "$1" .gguf)
   echo "lmhost      $name (round $2)" >&2
-  "$LMHOST" bench -m "$1" -p "$P" -n "$N" -t "$THREADS" -r "$REPS" --json > "$OUT/ours-$name-$2.json"
+  "$LMHOST" bench -m "$1" -p "$P" -n "$N" -t "$THREADS" -r "$REPS" --membw --json > "$OUT/ours-$name-$2.json"
 }
 run_base() {  # file round
   [[ -n ${LMHOST_BASE:-} ]] || return 0
@@ -97,8 +105,8 @@ print(f"memory read bandwidth: {bw:.1f} GB/s ({threads} threads, best pass)\n")
 has_base = bool(glob.glob(os.path.join(out, "base-*.json")))
 extra_h = f" pp{P} before | tg{N} before |" if has_base else ""
 extra_s = "--:|--:|" if has_base else ""
-print(f"| model | type | MiB | pp{P} lmhost | pp{P} llama.cpp | pp ratio | tg{N} lmhost | tg{N} llama.cpp | tg ratio | lmhost % bw | llama.cpp % bw |{extra_h}")
-print("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|" + extra_s)
+print(f"| model | type | MiB | pp{P} lmhost | pp{P} llama.cpp | pp ratio | tg{N} lmhost | tg{N} llama.cpp | tg ratio | paired read GB/s | lmhost % bw paired | llama.cpp % bw paired | lmhost % bw best | llama.cpp % bw best |{extra_h}")
+print("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|" + extra_s)
 for f in files:
     name = os.path.basename(f)[:-5]
     ours = [json.load(open(p)) for p in sorted(glob.glob(os.path.join(out, f"ours-{name}-*.json")))]
@@ -114,6 +122,10 @@ for f in files:
     lpp, ltg = med(lpp), med(ltg)
     bpt = ours[0]["weight_bytes_per_token"]
     frac = lambda t: "-" if t is None else f"{100 * t * bpt / 1e9 / bw:.0f}%"
+    pread = med([o["tg_paired_read_gb_per_s"] for o in ours if "tg_paired_read_gb_per_s" in o])
+    pfrac = med([s for o in ours for s in o.get("tg_paired_fraction_samples", [])])
+    pf = "-" if pfrac is None else f"{100 * pfrac:.0f}%"
+    lpf = "-" if ltg is None or pread is None else f"{100 * ltg * bpt / 1e9 / pread:.0f}%"
     shape, typ = name.split("-Q", 1) if "-Q" in name else name.rsplit("-", 1)
     typ = "Q" + typ if "-Q" in name else typ
     extra = ""
@@ -122,6 +134,6 @@ for f in files:
         extra = (f" {fmt(med([s for o in base for s in o.get('pp_samples', [])]))} |"
                  f" {fmt(med([s for o in base for s in o.get('tg_samples', [])]))} |")
     print(f"| {shape} | {typ} | {ours[0]['file_size'] / 2**20:.0f} | {fmt(pp)} | {fmt(lpp)} | {ratio(pp, lpp)} | "
-          f"{fmt(tg)} | {fmt(ltg)} | {ratio(tg, ltg)} | {frac(tg)} | {frac(ltg)} |{extra}")
+          f"{fmt(tg)} | {fmt(ltg)} | {ratio(tg, ltg)} | {fmt(pread)} | {pf} | {lpf} | {frac(tg)} | {frac(ltg)} |{extra}")
 print(f"\nraw results: {out}")
 EOF
