@@ -23,6 +23,14 @@ using namespace std::chrono_literals;
 
 namespace {
 
+ModelConfig model_config(std::string name, std::string path, bool demo = false) {
+  ModelConfig c;
+  c.name = std::move(name);
+  c.path = std::move(path);
+  c.demo = demo;
+  return c;
+}
+
 std::string demo_file() {
   static std::string path = [] {
     const std::string p = (std::filesystem::temp_directory_path() / ("lmhost-api-test-" + std::to_string(getpid()) + ".gguf")).string();
@@ -48,7 +56,7 @@ struct Served {
     eo.n_threads = 1;
     eo.max_queue = max_queue;
     pool = std::make_shared<ModelPool>(eo);
-    pool->add({"demo", demo_file(), true, nullptr});
+    pool->add(model_config("demo", demo_file(), true));
     api::register_routes(*router, pool);
     server::ServerOptions so;
     so.port = 0;
@@ -465,8 +473,8 @@ TEST(ApiTemplates, RaiseExceptionIs400AndOurFailuresFallBack) {
   eo.n_ctx = 512;
   eo.n_threads = 1;
   auto pool = std::make_shared<ModelPool>(eo);
-  pool->add({"strict", strict, false, nullptr});
-  pool->add({"odd", odd, false, nullptr});
+  pool->add(model_config("strict", strict));
+  pool->add(model_config("odd", odd));
   auto router = std::make_shared<server::Router>();
   api::register_routes(*router, pool);
   server::ServerOptions so;

@@ -61,11 +61,15 @@ void check_structure(const model::SynthSpec& s, const gguf::File& f) {
     EXPECT_EQ(dims_of(p + "ffn_up.weight"), (std::vector<int64_t>{s.dim, s.ff}));
     EXPECT_EQ(dims_of(p + "ffn_down.weight"), (std::vector<int64_t>{s.ff, s.dim}));
     EXPECT_EQ(dims_of(p + "attn_norm.weight"), (std::vector<int64_t>{s.dim}));
-    if (s.qkv_bias) EXPECT_EQ(dims_of(p + "attn_k.bias"), (std::vector<int64_t>{s.kv_heads * hd}));
+    if (s.qkv_bias) {
+      EXPECT_EQ(dims_of(p + "attn_k.bias"), (std::vector<int64_t>{s.kv_heads * hd}));
+    }
   }
   for (auto& t : f.tensors()) {
     EXPECT_EQ(t.type, model::synth_tensor_type(s, t.name, t.dims)) << t.name;
-    if (t.dims.size() == 1) EXPECT_EQ(t.type, DType::F32) << t.name;
+    if (t.dims.size() == 1) {
+      EXPECT_EQ(t.type, DType::F32) << t.name;
+    }
   }
 }
 
