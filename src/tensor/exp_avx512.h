@@ -1,6 +1,6 @@
-// A vectorized e^x for the AVX-512 float kernels (GELU and softmax of the
-// encoder, SwiGLU of the decoder): include only from translation units
-// compiled for AVX-512.
+// The one vectorized e^x of the AVX-512 float kernels: the encoder's GELU and
+// softmax, the decoder's attention softmax and SwiGLU. Include only from
+// translation units compiled for AVX-512.
 #pragma once
 
 #include <immintrin.h>

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "tensor/blocks.h"
+#include "tensor/exp_avx512.h"
 
 namespace lmhost::detail {
 namespace {
@@ -402,23 +403,6 @@ inline __m512 hsum16(__m512 (&s)[16]) {
   return _mm512_add_ps(_mm512_shuffle_f32x4(v01, v23, 0x88), _mm512_shuffle_f32x4(v01, v23, 0xDD));
 }
 
-// e^x for x <= 0 (scores minus their maximum): x = n ln2 + r, |r| <= ln2 / 2,
-// a degree-6 polynomial for e^r (relative error ~2e-7), times 2^n.
-inline __m512 exp_neg(__m512 x) {
-  x = _mm512_max_ps(x, _mm512_set1_ps(-104.0f));  // below: e^x underflows to 0 either way
-  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT);
-  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
-  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-  __m512 p = _mm512_set1_ps(1.0f / 720.0f);
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120.0f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24.0f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6.0f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-  return _mm512_scalef_ps(p, n);
-}
-
 void attn_f16_blocked(const float* q, const uint16_t* k, const uint16_t* v, int64_t ks, int64_t vs, int n_pos,
                       int hdk, int hdv, float scale, float* scores, float* out) {
   const int nk = hdk / 16, nv = hdv / 16;
@@ -455,7 +439,7 @@ void attn_f16_blocked(const float* q, const uint16_t* k, const uint16_t* v, int6
   __m512d sum0 = _mm512_setzero_pd(), sum1 = _mm512_setzero_pd();
   for (j = 0; j < n_pos; j += 16) {
     const __mmask16 m = n_pos - j >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << (n_pos - j)) - 1);
-    const __m512 e = _mm512_maskz_mov_ps(m, exp_neg(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, scores + j), vmx)));
+    const __m512 e = _mm512_maskz_mov_ps(m, exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, scores + j), vmx)));
     _mm512_mask_storeu_ps(scores + j, m, e);
     sum0 = _mm512_add_pd(sum0, _mm512_cvtps_pd(_mm512_castps512_ps256(e)));
     sum1 = _mm512_add_pd(sum1, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(e), 1))));
