@@ -119,10 +119,23 @@ std::shared_ptr<ServedModel> resolve_model(Ctx& ctx, const std::string& name) {
     // 403 for a key without this model (an alias is authorized by its own name)
     if (cur->info->authorize_model) cur->info->authorize_model(r.served);
   }
-  // Loads it when unloaded (waits), 503 while a preload loads or when it failed;
-  // the lease keeps it loaded until the request is done (keep_alive starts then).
-  // A model swapped out meanwhile is replaced by the new one (acquire_current).
-  ModelLease lease = ctx.pool->acquire_current(m);
+  // Loads it when unloaded, 503 while a preload loads or when it failed; the
+  // lease keeps it loaded until the request is done (keep_alive starts then).
+  // A model swapped out meanwhile is replaced by the new one. On an HTTP I/O
+  // thread the wait for an on-demand load happens without the thread: the
+  // router runs this handler again once the load has finished.
+  ModelLease lease;
+  if (cur) {
+    uint64_t event = 0;
+    std::optional<ModelLease> l = ctx.pool->try_acquire_current(m, &event);
+    if (!l)
+      throw server::RetryWhenReady([pool = ctx.pool, event](std::function<void()> wake) {
+        pool->watch(event, std::move(wake));
+      });
+    lease = std::move(*l);
+  } else {
+    lease = ctx.pool->acquire_current(m);
+  }
   if (cur && cur->info) {
     cur->info->model_hold = std::move(lease);
     cur->info->model_version = r.alias ? m->name() : m->version();

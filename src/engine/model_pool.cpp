@@ -462,7 +462,36 @@ ModelPool::Resolved ModelPool::resolve(std::string_view name) const {
   return r;
 }
 
-ModelLease ModelPool::acquire_current(std::shared_ptr<ServedModel>& m) {
+ModelLease ModelPool::acquire_current(std::shared_ptr<ServedModel>& m) { return *acquire_current_impl(m, true); }
+
+std::optional<ModelLease> ModelPool::try_acquire_current(std::shared_ptr<ServedModel>& m, uint64_t* event) {
+  {
+    std::lock_guard lk(mu_);
+    *event = load_events_;
+  }
+  return acquire_current_impl(m, false);
+}
+
+void ModelPool::watch(uint64_t event, std::function<void()> wake) {
+  {
+    std::lock_guard lk(mu_);
+    if (load_events_ == event) {
+      watchers_.push_back(std::move(wake));
+      return;
+    }
+  }
+  wake();
+}
+
+void ModelPool::wake_watchers(std::unique_lock<std::mutex>& lk) {
+  ++load_events_;
+  std::vector<std::function<void()>> w;
+  w.swap(watchers_);
+  lk.unlock();
+  for (auto& f : w) f();
+}
+
+std::optional<ModelLease> ModelPool::acquire_current_impl(std::shared_ptr<ServedModel>& m, bool wait) {
   for (int tries = 0;; ++tries) {
     if (m->retired()) {
       std::lock_guard lk(mu_);
@@ -470,7 +499,7 @@ ModelLease ModelPool::acquire_current(std::shared_ptr<ServedModel>& m) {
       else throw Error("model '" + m->name() + "' was removed from this server", 404);
     }
     try {
-      return acquire(m);
+      return acquire_impl(m, wait);
     } catch (const Error&) {
       // Retired while this request waited (a swap finished): go to the new one.
       if (!m->retired() || tries > 3) throw;
@@ -638,7 +667,9 @@ void ModelPool::run_task(std::function<void()> f) {
   loads_.emplace_back(std::move(f));
 }
 
-ModelLease ModelPool::acquire(const std::shared_ptr<ServedModel>& m) {
+ModelLease ModelPool::acquire(const std::shared_ptr<ServedModel>& m) { return *acquire_impl(m, true); }
+
+std::optional<ModelLease> ModelPool::acquire_impl(const std::shared_ptr<ServedModel>& m, bool wait) {
   std::unique_lock lk(mu_);
   const auto deadline = std::chrono::steady_clock::now() + life_.load_wait;
   const auto room_deadline = std::chrono::steady_clock::now() + std::chrono::seconds(3);
@@ -682,6 +713,7 @@ ModelLease ModelPool::acquire(const std::shared_ptr<ServedModel>& m) {
         start_load(m, lk);
         break;
     }
+    if (!wait) return std::nullopt;  // loading on demand: the caller watches for its end
     if (cv_.wait_until(lk, deadline) == std::cv_status::timeout && m->state() != ModelState::Ready)
       throw Error("model '" + m->name() + "' is still loading; retry shortly", 503);
   }
@@ -697,13 +729,14 @@ void ModelPool::start_load(const std::shared_ptr<ServedModel>& m, std::unique_lo
   }
   loads_.emplace_back([this, m] {
     m->load(opts_);
-    std::lock_guard lk(mu_);
+    std::unique_lock lk(mu_);
     m->on_demand_ = false;
     // No last_used_ here: the request that asked for the load stamps it when
     // it acquires the model, and it may already have run (and a later request
     // on another model too) by the time this thread gets the lock; stamping
     // now would make this model look more recent than it is.
     cv_.notify_all();
+    wake_watchers(lk);  // unlocks; requests waiting off-thread try again
   });
 }
 
@@ -798,9 +831,10 @@ void ModelPool::reaper() {
 
 void ModelPool::stop() {
   {
-    std::lock_guard lk(mu_);
+    std::unique_lock lk(mu_);
     stopping_ = true;
     cv_.notify_all();
+    wake_watchers(lk);  // waiting requests try again and get 503 "stopping"
   }
   if (reaper_.joinable()) reaper_.join();
   wait_loaded();

@@ -227,6 +227,15 @@ class ModelPool {
   // acquire() for a model found a moment ago: when a swap retired it in
   // between, m is pointed at its replacement first (requests never fail on a swap).
   ModelLease acquire_current(std::shared_ptr<ServedModel>& m);
+  // acquire_current() for a request on an HTTP I/O thread, which must not
+  // sit in a load: the lease when the model is ready now; nullopt when it is
+  // loading on demand (this call starts the load of an unloaded model) — then
+  // watch(*event, ...) and try again when woken. Throws as acquire() does.
+  std::optional<ModelLease> try_acquire_current(std::shared_ptr<ServedModel>& m, uint64_t* event);
+  // Calls wake() once, from any thread, when an on-demand load has finished
+  // (or the pool stops) after try_acquire_current() returned `event`; at once
+  // when that has already happened.
+  void watch(uint64_t event, std::function<void()> wake);
 
   // Replaces (or adds) an alias; Error(400) for an unknown version, a name
   // taken by a model, a negative weight or all weights 0.
@@ -251,6 +260,10 @@ class ModelPool {
 
  private:
   void release(ServedModel* m);
+  // acquire() without waiting for an on-demand load when wait is false (nullopt then).
+  std::optional<ModelLease> acquire_impl(const std::shared_ptr<ServedModel>& m, bool wait);
+  std::optional<ModelLease> acquire_current_impl(std::shared_ptr<ServedModel>& m, bool wait);
+  void wake_watchers(std::unique_lock<std::mutex>& lk);  // mu_ held; unlocks it
   void start_load(const std::shared_ptr<ServedModel>& m, std::unique_lock<std::mutex>& lk);  // mu_ held
   // mu_ held: evicts LRU idle models beyond max_loaded or the memory budget (incoming: bytes about to load).
   bool make_room(const ServedModel* except, uint64_t incoming = 0);
@@ -267,6 +280,8 @@ class ModelPool {
   std::vector<std::shared_ptr<ServedModel>> retired_;  // swapped out / removed, still finishing requests
   std::vector<std::string> swapping_;                  // names with a swap in progress
   std::vector<std::thread> loads_;  // on-demand loads and unloads
+  uint64_t load_events_ = 0;        // on-demand loads finished (and stop())
+  std::vector<std::function<void()>> watchers_;
   std::thread loader_, reaper_;
   bool stopping_ = false;
 };

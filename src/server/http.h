@@ -128,6 +128,20 @@ const char* status_reason(int status);
 
 // Method + path routing. Patterns are '/'-separated; a segment "{name}"
 // matches one segment, a last segment "{*name}" matches the rest (may contain '/').
+// Thrown by a handler whose answer has to wait for something that is on its
+// way (a model loading on demand): the router answers later — it calls
+// watch with a wake-up, then runs the handler again (without the middleware)
+// on an I/O thread once woken, so no I/O thread sits in the wait.
+class RetryWhenReady : public std::exception {
+ public:
+  explicit RetryWhenReady(std::function<void(std::function<void()> wake)> watch) : watch_(std::move(watch)) {}
+  const char* what() const noexcept override { return "the answer waits for something that is not ready yet"; }
+  std::function<void(std::function<void()> wake)>& watch() { return watch_; }
+
+ private:
+  std::function<void(std::function<void()> wake)> watch_;
+};
+
 class Router {
  public:
   void add(std::string method, std::string pattern, Handler h);
@@ -137,16 +151,21 @@ class Router {
 
   // Runs the matching handler; 404 when no pattern matches, 405 (with an
   // Allow header) when only the method differs. HEAD falls back to GET.
-  // lmhost::Error thrown by a handler becomes an error response with its status.
+  // lmhost::Error thrown by a handler becomes an error response with its status;
+  // RetryWhenReady a deferred response that runs the handler again when woken.
   HttpResponse dispatch(HttpRequest& req) const;
 
- private:
   struct Route {
     std::string method;
     std::vector<std::string> segments;
     Handler handler;
     std::string pattern;
   };
+  // The handler of an already matched route (and the middleware first when
+  // with_middleware), with dispatch's error handling.
+  HttpResponse invoke(const Route& route, HttpRequest& req, bool with_middleware) const;
+
+ private:
   static bool match(const Route& r, std::string_view path, std::unordered_map<std::string, std::string>& params);
   std::vector<Route> routes_;
   ErrorFormatter error_ = default_error;

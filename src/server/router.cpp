@@ -1,5 +1,7 @@
+#include <atomic>
 #include <cstdio>
 #include <exception>
+#include <mutex>
 
 #include "server/http.h"
 #include "util/error.h"
@@ -177,13 +179,101 @@ HttpResponse Router::dispatch(HttpRequest& req) const {
   req.params = std::move(params);
   if (!req.info) req.info = std::make_shared<RequestInfo>();
   req.info->route = found->pattern;
+  return invoke(*found, req, true);
+}
+
+namespace {
+
+// The answer of a handler that threw RetryWhenReady: waits for its wake-up
+// without a thread, then runs the handler again (on the I/O thread that
+// polls); a deferred or streamed answer of that run is passed on.
+class Redispatch : public DeferredResponse, public std::enable_shared_from_this<Redispatch> {
+ public:
+  Redispatch(const Router& router, const Router::Route& route, HttpRequest& req,
+             std::function<void(std::function<void()>)> watch)
+      : router_(router), route_(route), req_(req), watch_(std::move(watch)) {}
+
+  void set_notify(std::function<void()> n) override {
+    std::shared_ptr<DeferredResponse> inner;
+    bool arm = false;
+    {
+      std::lock_guard lk(mu_);
+      notify_ = n;
+      inner = inner_;
+      if (!inner && n && !armed_) arm = armed_ = true;
+    }
+    if (inner) inner->set_notify(std::move(n));
+    if (arm) {  // outside mu_: watch_ may wake us at once
+      std::weak_ptr<Redispatch> self = weak_from_this();
+      watch_([self] {
+        auto s = self.lock();
+        if (!s) return;
+        s->woken_.store(true);
+        std::function<void()> notify;
+        {
+          std::lock_guard lk(s->mu_);
+          notify = s->notify_;
+        }
+        if (notify) notify();
+      });
+    }
+  }
+  void cancel() override {
+    cancelled_.store(true);
+    std::shared_ptr<DeferredResponse> inner;
+    {
+      std::lock_guard lk(mu_);
+      inner = inner_;
+    }
+    if (inner) inner->cancel();
+  }
+  std::optional<HttpResponse> poll() override {
+    std::shared_ptr<DeferredResponse> inner;
+    {
+      std::lock_guard lk(mu_);
+      inner = inner_;
+    }
+    if (inner) return inner->poll();
+    if (cancelled_.load() || !woken_.exchange(false)) return std::nullopt;
+    HttpResponse res = router_.invoke(route_, req_, false);
+    if (!res.deferred) return res;
+    // The handler waits again, or answers later: hand over to that.
+    std::function<void()> notify;
+    {
+      std::lock_guard lk(mu_);
+      inner_ = res.deferred;
+      notify = notify_;
+    }
+    res.deferred->set_notify(std::move(notify));
+    return res.deferred->poll();
+  }
+
+ private:
+  const Router& router_;
+  const Router::Route& route_;
+  HttpRequest& req_;
+  std::function<void(std::function<void()>)> watch_;
+  std::mutex mu_;
+  std::function<void()> notify_;
+  std::shared_ptr<DeferredResponse> inner_;
+  bool armed_ = false;
+  std::atomic<bool> woken_{false}, cancelled_{false};
+};
+
+}  // namespace
+
+HttpResponse Router::invoke(const Route& route, HttpRequest& req, bool with_middleware) const {
   CurrentScope scope(&req);
   try {
-    if (middleware_) {
+    if (with_middleware && middleware_) {
       if (auto early = middleware_(req)) return std::move(*early);
     }
-    HttpResponse res = found->handler(req);
+    HttpResponse res = route.handler(req);
     add_info_headers(req, res);
+    return res;
+  } catch (RetryWhenReady& r) {
+    HttpResponse res;
+    res.deferred = std::make_shared<Redispatch>(*this, route, req, std::move(r.watch()));
     return res;
   } catch (const Error& e) {
     HttpResponse res = error_(req, e.status(), e.what());

@@ -5,6 +5,7 @@
 
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <condition_variable>
 #include <mutex>
 #include <thread>
 #include <unistd.h>
@@ -564,4 +565,88 @@ TEST_F(Api, OpenAIResponseFormatJsonObject) {
                                           {"response_format", {{"type", "xml"}}}})
                 .status,
             400);
+}
+
+// A model loading on demand must not hold an HTTP I/O thread: with a single
+// I/O thread, /health and /v1/models answer while three requests wait for a
+// slow load (held open until they have answered), and the waiting requests
+// then complete — OpenAI streamed and not, and Ollama.
+TEST(ApiOnDemandLoad, WaitsWithoutHoldingAnIoThread) {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool health_answered = false, load_started = false;
+  ModelConfig cfg = model_config("slow", demo_file());
+  cfg.preload = false;
+  cfg.prepare = [&](const std::string&) {  // on the pool's loader thread, before the file is read
+    std::unique_lock lk(mu);
+    load_started = true;
+    cv.notify_all();
+    cv.wait_for(lk, std::chrono::seconds(20), [&] { return health_answered; });
+  };
+  EngineOptions eo;
+  eo.n_parallel = 2;
+  eo.n_ctx = 256;
+  eo.n_threads = 1;
+  auto pool = std::make_shared<ModelPool>(eo);
+  pool->add(cfg);
+  auto router = std::make_shared<server::Router>();
+  api::register_routes(*router, pool);
+  server::ServerOptions so;
+  so.port = 0;
+  so.threads = 1;
+  so.log_requests = false;
+  server::HttpServer http(so, router);
+  http.start();
+  pool->load_async();
+  pool->wait_loaded();
+  const int port = http.port();
+
+  const json gen = {{"model", "slow"}, {"prompt", "Once"}, {"max_tokens", 3}};
+  std::vector<ClientResponse> answers(3);
+  std::vector<std::thread> clients;
+  clients.emplace_back([&] { answers[0] = HttpClient(port).request("POST", "/v1/completions", gen.dump()); });
+  clients.emplace_back([&] {
+    json s = gen;
+    s["stream"] = true;
+    answers[1] = HttpClient(port).request("POST", "/v1/completions", s.dump());
+  });
+  clients.emplace_back([&] {
+    answers[2] = HttpClient(port).request("POST", "/api/generate",
+                                          json{{"model", "slow"}, {"prompt", "Once"}, {"stream", false},
+                                               {"options", {{"num_predict", 3}}}}.dump());
+  });
+  {
+    std::unique_lock lk(mu);
+    ASSERT_TRUE(cv.wait_for(lk, std::chrono::seconds(20), [&] { return load_started; })) << "the load never started";
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // the three requests reach the server
+  auto ask = [&](const char* path) {
+    try {
+      return HttpClient(port, 5000).request("GET", path);
+    } catch (const std::exception& e) {  // timed out: the I/O thread is stuck
+      ClientResponse r;
+      r.body = e.what();
+      return r;
+    }
+  };
+  const ClientResponse health = ask("/health"), models = ask("/v1/models");
+  {
+    std::lock_guard lk(mu);
+    health_answered = true;  // only now may the load go on
+  }
+  cv.notify_all();
+  for (auto& c : clients) c.join();
+  ASSERT_NE(health.status, 0) << "the only I/O thread was held by a request waiting for the load: " << health.body;
+  EXPECT_EQ(json::parse(health.body)["models"][0]["state"], "loading") << health.body;
+  EXPECT_EQ(models.status, 200) << models.body;
+  EXPECT_EQ(answers[0].status, 200) << answers[0].body;
+  EXPECT_EQ(json::parse(answers[0].body)["choices"][0]["finish_reason"], "length") << answers[0].body;
+  EXPECT_EQ(answers[1].status, 200) << answers[1].body;
+  const auto events = sse_data(answers[1].body);
+  ASSERT_FALSE(events.empty()) << answers[1].body;
+  EXPECT_EQ(events.back(), "[DONE]");
+  EXPECT_EQ(answers[2].status, 200) << answers[2].body;
+  EXPECT_TRUE(json::parse(answers[2].body)["done"].get<bool>()) << answers[2].body;
+  http.stop();
+  pool->stop();
 }
