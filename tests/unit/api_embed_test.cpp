@@ -55,7 +55,10 @@ struct Served {
     eo.embed.batch_size = batch;
     eo.embed.n_threads = 1;
     pool = std::make_shared<ModelPool>(eo);
-    pool->add({"embed", embed_file(), false, nullptr});
+    ModelConfig mc;
+    mc.name = "embed";
+    mc.path = embed_file();
+    pool->add(mc);
     gateway::CacheOptions co;
     co.lru_entries = 100;
     co.redis_url = redis_url;
