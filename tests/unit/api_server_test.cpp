@@ -650,3 +650,42 @@ TEST(ApiOnDemandLoad, WaitsWithoutHoldingAnIoThread) {
   http.stop();
   pool->stop();
 }
+
+// A load that fails while requests wait for it: each gets the load's error
+// (not a hang), and the pool keeps answering for the model afterwards.
+TEST(ApiOnDemandLoad, AFailedLoadAnswersEveryWaitingRequest) {
+  ModelConfig cfg = model_config("broken", demo_file());
+  cfg.preload = false;
+  cfg.prepare = [](const std::string&) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));  // the requests are waiting by now
+    throw Error("the disk holding this model went away", 500);
+  };
+  EngineOptions eo;
+  eo.n_threads = 1;
+  auto pool = std::make_shared<ModelPool>(eo);
+  pool->add(cfg);
+  auto router = std::make_shared<server::Router>();
+  api::register_routes(*router, pool);
+  server::ServerOptions so;
+  so.port = 0;
+  so.threads = 1;
+  so.log_requests = false;
+  server::HttpServer http(so, router);
+  http.start();
+  pool->load_async();
+  pool->wait_loaded();
+  const json gen = {{"model", "broken"}, {"prompt", "Once"}, {"max_tokens", 2}};
+  std::vector<ClientResponse> answers(2);
+  std::vector<std::thread> clients;
+  for (int i = 0; i < 2; ++i)
+    clients.emplace_back([&, i] { answers[i] = HttpClient(http.port(), 20000).request("POST", "/v1/completions", gen.dump()); });
+  for (auto& c : clients) c.join();
+  for (const auto& a : answers) {
+    EXPECT_GE(a.status, 500) << a.body;
+    EXPECT_NE(a.body.find("the disk holding this model went away"), std::string::npos) << a.body;
+  }
+  const ClientResponse again = HttpClient(http.port(), 20000).request("POST", "/v1/completions", gen.dump());
+  EXPECT_GE(again.status, 500) << again.body;
+  http.stop();
+  pool->stop();
+}
