@@ -85,7 +85,6 @@ int main(int argc, char** argv) {
     return 2;
   }
   ops::ThreadPool pool(threads);
-  const Kernels& kr = kernels();
   const int64_t r4 = (mib << 20) / static_cast<int64_t>(row_bytes(DType::Q4_0, K));
   const int64_t r8 = (mib << 20) / static_cast<int64_t>(row_bytes(DType::Q8_0, K));
   const std::vector<uint8_t> w4 = random_rows(DType::Q4_0, K, r4), w8 = random_rows(DType::Q8_0, K, r8);
@@ -103,20 +102,19 @@ int main(int argc, char** argv) {
   a8.quantize(x.data());
   std::vector<uint64_t> sink(threads * 8);
 
+  // A plain read of a weight buffer, then the kernel over the same bytes.
+  auto read_pass = [&](const char* name, const std::vector<uint8_t>& w, DType t, int64_t rows) {
+    const size_t rb = row_bytes(t, K);
+    return Pass{name, [&w, rb, &sink](int64_t r0, int64_t r1) { sink[0] += read_bytes(w.data() + r0 * rb, (r1 - r0) * rb); },
+                rows, rb};
+  };
   std::vector<Pass> passes;
-  passes.push_back({"read (Q4_0 bytes)", [&](int64_t r0, int64_t r1) {
-                      const size_t rb = row_bytes(DType::Q4_0, K);
-                      sink[0] += read_bytes(w4.data() + r0 * rb, (r1 - r0) * rb);
-                    }, r4, row_bytes(DType::Q4_0, K)});
+  passes.push_back(read_pass("read (Q4_0 bytes)", w4, DType::Q4_0, r4));
   passes.push_back({"Q4_0 decode gemv", [&](int64_t r0, int64_t r1) { a4.gemv(v4, r0, r1, y.data() + r0); }, r4,
                     row_bytes(DType::Q4_0, K)});
-  passes.push_back({"read (Q8_0 bytes)", [&](int64_t r0, int64_t r1) {
-                      const size_t rb = row_bytes(DType::Q8_0, K);
-                      sink[0] += read_bytes(w8.data() + r0 * rb, (r1 - r0) * rb);
-                    }, r8, row_bytes(DType::Q8_0, K)});
+  passes.push_back(read_pass("read (Q8_0 bytes)", w8, DType::Q8_0, r8));
   passes.push_back({"Q8_0 decode", [&](int64_t r0, int64_t r1) { a8.gemv(v8, r0, r1, y.data() + r0); }, r8,
                     row_bytes(DType::Q8_0, K)});
-  (void)kr;
 
   auto time_pass = [&](const Pass& p, bool chunked) {
     const auto t0 = Clock::now();

@@ -46,21 +46,29 @@ std::string demo_file() {
   return path;
 }
 
+EngineOptions engine_options(int parallel, int max_queue, int n_ctx) {
+  EngineOptions eo;
+  eo.n_parallel = parallel;
+  eo.n_ctx = n_ctx;
+  eo.n_threads = 1;
+  eo.max_queue = max_queue;
+  return eo;
+}
+
 struct Served {
   std::shared_ptr<ModelPool> pool;
   std::shared_ptr<server::Router> router = std::make_shared<server::Router>();
   std::unique_ptr<server::HttpServer> http;
-  Served(int parallel, int max_queue, int n_ctx = 1024, size_t body_limit = 1 << 20) {
-    EngineOptions eo;
-    eo.n_parallel = parallel;
-    eo.n_ctx = n_ctx;
-    eo.n_threads = 1;
-    eo.max_queue = max_queue;
+  // The demo model with these engine bounds.
+  Served(int parallel, int max_queue, int n_ctx = 1024, size_t body_limit = 1 << 20)
+      : Served(engine_options(parallel, max_queue, n_ctx), {model_config("demo", demo_file(), true)}, 2, body_limit) {}
+  Served(const EngineOptions& eo, const std::vector<ModelConfig>& models, int io_threads, size_t body_limit = 1 << 20) {
     pool = std::make_shared<ModelPool>(eo);
-    pool->add(model_config("demo", demo_file(), true));
+    for (const auto& m : models) pool->add(m);
     api::register_routes(*router, pool);
     server::ServerOptions so;
     so.port = 0;
+    so.threads = io_threads;
     so.body_limit = body_limit;
     so.log_requests = false;
     http = std::make_unique<server::HttpServer>(so, router);
@@ -469,23 +477,9 @@ TEST(ApiTemplates, RaiseExceptionIs400AndOurFailuresFallBack) {
       "{% for m in messages %}<start_of_turn>{{ m['role'] }}\n{{ m['content'] }}<end_of_turn>\n{% endfor %}"
       "{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}");
   const std::string odd = demo_with_template("odd", "{% for m in messages %}{{ m['content'] | frobnicate }}{% endfor %}");
-  EngineOptions eo;
-  eo.n_parallel = 1;
-  eo.n_ctx = 512;
-  eo.n_threads = 1;
-  auto pool = std::make_shared<ModelPool>(eo);
-  pool->add(model_config("strict", strict));
-  pool->add(model_config("odd", odd));
-  auto router = std::make_shared<server::Router>();
-  api::register_routes(*router, pool);
-  server::ServerOptions so;
-  so.port = 0;
-  so.log_requests = false;
-  server::HttpServer http(so, router);
-  http.start();
-  pool->load_async();
-  pool->wait_loaded();
-  auto post = [&](const std::string& path, const json& body) { return HttpClient(http.port()).request("POST", path, body.dump()); };
+  auto served = std::make_unique<Served>(engine_options(1, 64, 512),
+                                         std::vector<ModelConfig>{model_config("strict", strict), model_config("odd", odd)}, 2);
+  auto post = [&](const std::string& path, const json& body) { return HttpClient(served->port()).request("POST", path, body.dump()); };
   const json with_system = {{{"role", "system"}, {"content", "Be brief."}}, {{"role", "user"}, {"content", "Hi"}}};
   const json user_only = {{{"role", "user"}, {"content", "Hi"}}};
 
@@ -500,8 +494,7 @@ TEST(ApiTemplates, RaiseExceptionIs400AndOurFailuresFallBack) {
 
   auto fb = post("/v1/chat/completions", {{"model", "odd"}, {"messages", with_system}, {"max_tokens", 2}});
   EXPECT_EQ(fb.status, 200) << "our interpreter's limitation falls back to ChatML: " << fb.body;
-  http.stop();
-  pool->stop();
+  served.reset();
   std::filesystem::remove(strict);
   std::filesystem::remove(odd);
 }
@@ -583,23 +576,8 @@ TEST(ApiOnDemandLoad, WaitsWithoutHoldingAnIoThread) {
     cv.notify_all();
     cv.wait_for(lk, std::chrono::seconds(20), [&] { return health_answered; });
   };
-  EngineOptions eo;
-  eo.n_parallel = 2;
-  eo.n_ctx = 256;
-  eo.n_threads = 1;
-  auto pool = std::make_shared<ModelPool>(eo);
-  pool->add(cfg);
-  auto router = std::make_shared<server::Router>();
-  api::register_routes(*router, pool);
-  server::ServerOptions so;
-  so.port = 0;
-  so.threads = 1;
-  so.log_requests = false;
-  server::HttpServer http(so, router);
-  http.start();
-  pool->load_async();
-  pool->wait_loaded();
-  const int port = http.port();
+  Served served(engine_options(2, 64, 256), {cfg}, 1);  // one I/O thread
+  const int port = served.port();
 
   const json gen = {{"model", "slow"}, {"prompt", "Once"}, {"max_tokens", 3}};
   std::vector<ClientResponse> answers(3);
@@ -647,8 +625,6 @@ TEST(ApiOnDemandLoad, WaitsWithoutHoldingAnIoThread) {
   EXPECT_EQ(events.back(), "[DONE]");
   EXPECT_EQ(answers[2].status, 200) << answers[2].body;
   EXPECT_TRUE(json::parse(answers[2].body)["done"].get<bool>()) << answers[2].body;
-  http.stop();
-  pool->stop();
 }
 
 // A load that fails while requests wait for it: each gets the load's error
@@ -660,32 +636,18 @@ TEST(ApiOnDemandLoad, AFailedLoadAnswersEveryWaitingRequest) {
     std::this_thread::sleep_for(std::chrono::milliseconds(300));  // the requests are waiting by now
     throw Error("the disk holding this model went away", 500);
   };
-  EngineOptions eo;
-  eo.n_threads = 1;
-  auto pool = std::make_shared<ModelPool>(eo);
-  pool->add(cfg);
-  auto router = std::make_shared<server::Router>();
-  api::register_routes(*router, pool);
-  server::ServerOptions so;
-  so.port = 0;
-  so.threads = 1;
-  so.log_requests = false;
-  server::HttpServer http(so, router);
-  http.start();
-  pool->load_async();
-  pool->wait_loaded();
+  Served served(engine_options(1, 64, 256), {cfg}, 1);  // one I/O thread
+  const int port = served.port();
   const json gen = {{"model", "broken"}, {"prompt", "Once"}, {"max_tokens", 2}};
   std::vector<ClientResponse> answers(2);
   std::vector<std::thread> clients;
   for (int i = 0; i < 2; ++i)
-    clients.emplace_back([&, i] { answers[i] = HttpClient(http.port(), 20000).request("POST", "/v1/completions", gen.dump()); });
+    clients.emplace_back([&, i] { answers[i] = HttpClient(port, 20000).request("POST", "/v1/completions", gen.dump()); });
   for (auto& c : clients) c.join();
   for (const auto& a : answers) {
     EXPECT_GE(a.status, 500) << a.body;
     EXPECT_NE(a.body.find("the disk holding this model went away"), std::string::npos) << a.body;
   }
-  const ClientResponse again = HttpClient(http.port(), 20000).request("POST", "/v1/completions", gen.dump());
+  const ClientResponse again = HttpClient(port, 20000).request("POST", "/v1/completions", gen.dump());
   EXPECT_GE(again.status, 500) << again.body;
-  http.stop();
-  pool->stop();
 }
