@@ -506,8 +506,11 @@ void register_native(server::Router& r, std::shared_ptr<Ctx> ctx) {
     for (const auto& m : ctx->pool->list()) {
       json e = {{"name", m->name()}, {"state", model_state_name(m->state())}, {"demo", m->demo()}};
       if (m->state() == ModelState::Failed) e["error"] = m->error();
-      if (m->state() == ModelState::Loading) loading = true;
-      if (m->state() == ModelState::Unloaded) any_ready = true;  // loads on its next use (keep_alive, eviction)
+      // Start-up loads make the server not live yet (startup probe); a load a
+      // request asked for later must not (a liveness probe would restart the
+      // server in the middle of loading a big model): it serves on its next use.
+      if (m->state() == ModelState::Loading && !m->loading_on_demand()) loading = true;
+      if (m->state() == ModelState::Unloaded || m->loading_on_demand()) any_ready = true;  // loads / serves on next use
       if (m->state() == ModelState::Ready && m->is_embedding()) {  // embedding model: batcher stats
         any_ready = true;
         const EmbedStats st = m->embedder().stats();

@@ -121,6 +121,9 @@ class ServedModel {
   void set_keep_alive(std::chrono::milliseconds ka);
   std::chrono::milliseconds keep_alive() const;
 
+  // Loading because a request asked for it (not a start-up preload).
+  bool loading_on_demand() const { return state() == ModelState::Loading && on_demand_.load(); }
+
   // Loads synchronously (called by ModelPool's loader thread). Never throws:
   // failures end in state Failed with error().
   void load(const EngineOptions& opts);
@@ -136,7 +139,7 @@ class ServedModel {
   std::chrono::steady_clock::time_point last_used_{};
   std::chrono::system_clock::time_point expires_at_ = std::chrono::system_clock::time_point::max();
   std::chrono::milliseconds keep_alive_{kKeepForever};
-  bool on_demand_ = false;  // being loaded for a request (requests wait instead of 503)
+  std::atomic<bool> on_demand_{false};  // being loaded for a request (requests wait instead of 503)
   std::atomic<ModelState> state_{ModelState::Loading};
   mutable std::mutex mu_;
   std::string error_;

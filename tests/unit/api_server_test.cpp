@@ -616,6 +616,7 @@ TEST(ApiOnDemandLoad, WaitsWithoutHoldingAnIoThread) {
   for (auto& c : clients) c.join();
   ASSERT_NE(health.status, 0) << "the only I/O thread was held by a request waiting for the load: " << health.body;
   EXPECT_EQ(json::parse(health.body)["models"][0]["state"], "loading") << health.body;
+  EXPECT_EQ(health.status, 200) << "a load a request asked for must not fail the liveness probe: " << health.body;
   EXPECT_EQ(models.status, 200) << models.body;
   EXPECT_EQ(answers[0].status, 200) << answers[0].body;
   EXPECT_EQ(json::parse(answers[0].body)["choices"][0]["finish_reason"], "length") << answers[0].body;
