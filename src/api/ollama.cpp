@@ -362,7 +362,7 @@ void register_ollama(server::Router& r, std::shared_ptr<Ctx> ctx) {
       if (exp > far) exp = far;  // kept forever (keep_alive -1, or preloaded): a far date, as Ollama shows it
       models.push_back({{"name", m->name()},
                         {"model", m->name()},
-                        {"size", m->file_bytes()},
+                        {"size", m->memory_bytes()},  // as Ollama: what it holds in memory (file + KV cache)
                         {"digest", digest_of(*m)},
                         {"details", details(*m)},
                         {"expires_at", rfc3339(exp)},

@@ -299,6 +299,11 @@ void ServedModel::load(const EngineOptions& opts) {
     so.max_queue = opts.max_queue;
     so.chunk = opts.chunk;
     sched_ = std::make_unique<Scheduler>(make_context_backend(model_, n_ctx, n_par, opts.n_threads), *tok_, so);
+    {
+      const HParams& hp = model_->hparams();
+      kv_bytes_ = static_cast<uint64_t>(hp.n_layer) * static_cast<uint64_t>(hp.n_embd_k_gqa() + hp.n_embd_v_gqa()) *
+                  static_cast<uint64_t>(n_ctx) * static_cast<uint64_t>(n_par) * sizeof(uint16_t);  // F16 cache
+    }
     load_ms_ = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     const auto tw = std::chrono::steady_clock::now();
     warm_up();  // ready only once it has run a forward pass (first requests do not pay for cold pages)
@@ -361,9 +366,7 @@ void ModelPool::load_async() {
       {
         std::lock_guard lk(mu_);
         if (stopping_) return;
-        std::error_code ec;
-        const auto bytes = std::filesystem::file_size(m->path(), ec);
-        m->budget_bytes_ = ec ? 0 : static_cast<uint64_t>(bytes);
+        m->budget_bytes_ = budget_estimate(*m);
         if (!make_room(m.get(), m->budget_bytes_)) {  // MAX_LOADED_MODELS / budget reached by earlier preloads
           m->state_.store(ModelState::Unloaded);
           m->keep_alive_ = life_.default_keep_alive;
@@ -373,6 +376,7 @@ void ModelPool::load_async() {
       m->load(opts_);
       std::lock_guard lk(mu_);
       m->last_used_ = std::chrono::steady_clock::now();
+      loaded_locked(*m);
       cv_.notify_all();
     }
   });
@@ -582,10 +586,8 @@ std::shared_ptr<ServedModel> ModelPool::swap(const std::string& name, ModelConfi
   } done{this, name};
   cfg.name = name;
   cfg.preload = true;
-  std::error_code fec;
-  const auto nbytes = std::filesystem::file_size(cfg.path, fec);
   auto nm = std::make_shared<ServedModel>(std::move(cfg));
-  nm->budget_bytes_ = fec ? 0 : static_cast<uint64_t>(nbytes);
+  nm->budget_bytes_ = budget_estimate(*nm);
   observe::log_info("swap: loading the new version while the old one serves",
                     {{"model", name}, {"from", old->path()}, {"to", nm->path()}, {"version", nm->version()}});
   nm->load(opts_);  // loads and warms up; never throws
@@ -597,6 +599,7 @@ std::shared_ptr<ServedModel> ModelPool::swap(const std::string& name, ModelConfi
   }
   std::lock_guard lk(mu_);
   if (stopping_) throw Error("the server is stopping", 503);
+  nm->budget_bytes_ = nm->memory_bytes();
   bool placed = false;
   for (auto& m : models_)
     if (m == old) {
@@ -694,9 +697,7 @@ std::optional<ModelLease> ModelPool::acquire_impl(const std::shared_ptr<ServedMo
         if (!m->on_demand_) throw Error("model '" + m->name() + "' is still loading; retry shortly", 503);
         break;
       case ModelState::Unloaded: {
-        std::error_code ec;
-        const auto bytes = std::filesystem::file_size(m->path(), ec);
-        m->budget_bytes_ = ec ? 0 : static_cast<uint64_t>(bytes);
+        m->budget_bytes_ = budget_estimate(*m);
         if (!make_room(m.get(), m->budget_bytes_)) {
           // Every loaded model is busy: wait a little for one to be released (a request that just
           // answered releases its model a moment after its response) before giving up.
@@ -731,6 +732,7 @@ void ModelPool::start_load(const std::shared_ptr<ServedModel>& m, std::unique_lo
     m->load(opts_);
     std::unique_lock lk(mu_);
     m->on_demand_ = false;
+    loaded_locked(*m);
     // No last_used_ here: the request that asked for the load stamps it when
     // it acquires the model, and it may already have run (and a later request
     // on another model too) by the time this thread gets the lock; stamping
@@ -738,6 +740,21 @@ void ModelPool::start_load(const std::shared_ptr<ServedModel>& m, std::unique_lo
     cv_.notify_all();
     wake_watchers(lk);  // unlocks; requests waiting off-thread try again
   });
+}
+
+uint64_t ModelPool::budget_estimate(const ServedModel& m) {
+  if (m.memory_bytes() > 0) return m.memory_bytes();  // loaded before: file + KV cache
+  std::error_code ec;
+  const auto bytes = std::filesystem::file_size(m.path(), ec);
+  return ec ? 0 : static_cast<uint64_t>(bytes);
+}
+
+void ModelPool::loaded_locked(ServedModel& m) {
+  if (m.state() != ModelState::Ready) return;
+  // Now the KV cache is known too: count it, and make room for it if that
+  // puts the loaded models over the budget.
+  m.budget_bytes_ = m.memory_bytes();
+  make_room(&m, m.budget_bytes_);
 }
 
 bool ModelPool::make_room(const ServedModel* except, uint64_t incoming) {

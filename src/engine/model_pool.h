@@ -89,6 +89,11 @@ class ServedModel {
   const std::string& chat_template_source() const { return template_source_; }
   std::string architecture() const { return arch_; }
   uint64_t file_bytes() const { return file_bytes_; }
+  // The KV cache of its contexts (n_ctx x parallel sequences, F16), 0 for an embedding model.
+  uint64_t kv_bytes() const { return kv_bytes_; }
+  // What it holds in memory when loaded: the mapped file plus its KV cache
+  // (what /api/ps reports as size and the memory budget counts).
+  uint64_t memory_bytes() const { return file_bytes_ + kv_bytes_; }
   uint64_t parameters() const { return parameters_; }
   std::string quantization() const { return quant_; }
   std::chrono::system_clock::time_point loaded_at() const { return loaded_at_; }
@@ -152,11 +157,13 @@ class ServedModel {
   std::optional<ChatTemplate> template_;
   std::string template_source_;
   std::string arch_, quant_;
-  uint64_t file_bytes_ = 0, parameters_ = 0;
+  uint64_t file_bytes_ = 0, parameters_ = 0, kv_bytes_ = 0;
   double load_ms_ = 0, warmup_ms_ = 0;
   std::chrono::system_clock::time_point loaded_at_{}, modified_at_{};
   std::atomic<bool> retired_{false};
-  uint64_t budget_bytes_ = 0;  // file size counted against the memory budget while loading / loaded
+  // Counted against the memory budget while loading / loaded: memory_bytes()
+  // once known (after a load), the file size before the first load.
+  uint64_t budget_bytes_ = 0;
   void warm_up();  // throws when the model cannot run
 };
 
@@ -270,6 +277,8 @@ class ModelPool {
   void start_load(const std::shared_ptr<ServedModel>& m, std::unique_lock<std::mutex>& lk);  // mu_ held
   // mu_ held: evicts LRU idle models beyond max_loaded or the memory budget (incoming: bytes about to load).
   bool make_room(const ServedModel* except, uint64_t incoming = 0);
+  static uint64_t budget_estimate(const ServedModel& m);  // before a load
+  void loaded_locked(ServedModel& m);                     // mu_ held: after a load, counts the KV cache
   std::shared_ptr<ServedModel> find_locked(std::string_view name) const;
   const ModelAlias* find_alias_locked(std::string_view name) const;
   void retire_locked(const std::shared_ptr<ServedModel>& m);  // unloaded by the reaper once idle

@@ -147,6 +147,20 @@ TEST_F(Api, HealthAndModels) {
   EXPECT_TRUE(json::parse(nf.body)["error"].contains("message"));
 }
 
+// /api/ps reports what a loaded model holds in memory (as Ollama): its file
+// plus its KV cache (n_ctx 1024 x 4 sequences, F16); /api/tags the file.
+TEST_F(Api, PsSizeIsTheFilePlusTheKvCache) {
+  auto f = gguf::File::open(demo_file());
+  const HParams hp = HParams::from_gguf(*f);
+  const uint64_t file = std::filesystem::file_size(demo_file());
+  const uint64_t kv = static_cast<uint64_t>(hp.n_layer) * static_cast<uint64_t>(hp.n_embd_k_gqa() + hp.n_embd_v_gqa()) *
+                      1024 * 4 * 2;
+  const json ps = json::parse(get("/api/ps").body)["models"][0];
+  EXPECT_EQ(ps["size"].get<uint64_t>(), file + kv) << ps.dump();
+  const json tags = json::parse(get("/api/tags").body)["models"][0];
+  EXPECT_EQ(tags["size"].get<uint64_t>(), file) << tags.dump();
+}
+
 TEST_F(Api, ChatCompletionNonStreaming) {
   auto r = post("/v1/chat/completions", {{"model", "demo"},
                                          {"messages", {{{"role", "system"}, {"content", "Be brief."}},

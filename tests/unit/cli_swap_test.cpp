@@ -289,3 +289,23 @@ TEST(HotSwap, MemoryBudgetEvictsTheLeastRecentlyUsedIdleModel) {
   EXPECT_TRUE(eventually([&] { return loaded() == std::set<std::string>{"b"}; }));
   EXPECT_NE(s.log_text().find("\"reason\":\"memory_budget\""), std::string::npos);
 }
+
+// The budget counts a loaded model's KV cache too (here 2 MiB next to a
+// ~0.9 MB file): two files fit in 3.5 MB, two loaded models do not.
+TEST(HotSwap, MemoryBudgetCountsTheKvCache) {
+  Dir d;
+  const std::string a = synth(d, "a", 1), b = synth(d, "b", 2);
+  ServeProcess s({"-q", "--model", "a=" + a, "--model", "b=" + b, "--set", "models.memory_budget=3.5MB"});
+  auto loaded = [&] {
+    std::set<std::string> out;
+    const json ps = s.get("/api/ps");
+    for (const auto& m : ps["models"]) out.insert(m["name"].get<std::string>());
+    return out;
+  };
+  ASSERT_EQ(s.req("POST", "/v1/chat/completions", chat("a")).status, 200);
+  const uint64_t a_size = s.get("/api/ps")["models"][0]["size"].get<uint64_t>();
+  ASSERT_GT(2 * a_size, 3500000u) << "the test needs two loaded models over the budget";
+  ASSERT_LT(2 * std::filesystem::file_size(a), 3500000u) << "... and two files under it";
+  ASSERT_EQ(s.req("POST", "/v1/chat/completions", chat("b")).status, 200);
+  EXPECT_TRUE(eventually([&] { return loaded() == std::set<std::string>{"b"}; })) << "a should have been evicted";
+}
