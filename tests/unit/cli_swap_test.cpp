@@ -273,16 +273,21 @@ TEST(HotSwap, WeightedVersionsSplitTrafficAndReweightWithoutReload) {
   EXPECT_EQ(s.req("POST", "/admin/aliases", {{"name", "chat"}, {"versions", {{"nope", 1}}}}, kAdmin).status, 400);
 }
 
+namespace {
+// The names /api/ps lists as loaded.
+std::set<std::string> loaded_models(ServeProcess& s) {
+  std::set<std::string> out;
+  const json ps = s.get("/api/ps");
+  for (const auto& m : ps["models"]) out.insert(m["name"].get<std::string>());
+  return out;
+}
+}  // namespace
+
 TEST(HotSwap, MemoryBudgetEvictsTheLeastRecentlyUsedIdleModel) {
   Dir d;
   const std::string a = synth(d, "a", 1), b = synth(d, "b", 2);  // ~0.9 MB each: only one fits in 1.5 MB
   ServeProcess s({"-q", "--model", "a=" + a, "--model", "b=" + b, "--set", "models.memory_budget=1.5MB"});
-  auto loaded = [&] {
-    std::set<std::string> out;
-    const json ps = s.get("/api/ps");
-    for (const auto& m : ps["models"]) out.insert(m["name"].get<std::string>());
-    return out;
-  };
+  auto loaded = [&] { return loaded_models(s); };
   ASSERT_EQ(s.req("POST", "/v1/chat/completions", chat("a")).status, 200);
   EXPECT_TRUE(eventually([&] { return loaded() == std::set<std::string>{"a"}; }));
   ASSERT_EQ(s.req("POST", "/v1/chat/completions", chat("b")).status, 200);
@@ -296,12 +301,7 @@ TEST(HotSwap, MemoryBudgetCountsTheKvCache) {
   Dir d;
   const std::string a = synth(d, "a", 1), b = synth(d, "b", 2);
   ServeProcess s({"-q", "--model", "a=" + a, "--model", "b=" + b, "--set", "models.memory_budget=3.5MB"});
-  auto loaded = [&] {
-    std::set<std::string> out;
-    const json ps = s.get("/api/ps");
-    for (const auto& m : ps["models"]) out.insert(m["name"].get<std::string>());
-    return out;
-  };
+  auto loaded = [&] { return loaded_models(s); };
   ASSERT_EQ(s.req("POST", "/v1/chat/completions", chat("a")).status, 200);
   const uint64_t a_size = s.get("/api/ps")["models"][0]["size"].get<uint64_t>();
   ASSERT_GT(2 * a_size, 3500000u) << "the test needs two loaded models over the budget";
