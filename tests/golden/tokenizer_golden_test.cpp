@@ -149,8 +149,12 @@ TEST(TokenizerGolden, LogitsPromptsWithSpecialTokens) {
     auto got = tok.encode(j["prompt"].get<std::string>(), /*add_special=*/true, /*parse_special=*/true);
     auto want = j["tokens"].get<std::vector<Token>>();
     EXPECT_EQ(got, want) << stem;
-    if (model.rfind("llama-spm", 0) == 0) EXPECT_EQ(got.front(), tok.bos()) << stem << ": BOS expected";
-    if (model.rfind("qwen2", 0) == 0) EXPECT_NE(got.front(), tok.bos()) << stem << ": no BOS for qwen2";
+    if (model.rfind("llama-spm", 0) == 0) {
+      EXPECT_EQ(got.front(), tok.bos()) << stem << ": BOS expected";
+    }
+    if (model.rfind("qwen2", 0) == 0) {
+      EXPECT_NE(got.front(), tok.bos()) << stem << ": no BOS for qwen2";
+    }
     // Decoding gives the prompt back.
     EXPECT_EQ(tok.decode(got), j["prompt"].get<std::string>()) << stem;
     ++checked;

@@ -386,7 +386,9 @@ TEST(TokenizerRobustness, RandomBytesNeverCrashAndIdsAreInRange) {
       valid = false;  // (the pieces above only form valid UTF-8 in the 4-byte emoji)
       if (text.compare(i, 4, "\xF0\x9F\x99\x82") == 0) { valid = true; i += 4; }
     }
-    if (valid) EXPECT_EQ(dec, text);
+    if (valid) {
+      EXPECT_EQ(dec, text);
+    }
   }
 }
 
