@@ -18,6 +18,16 @@ constexpr std::string_view kHermesOpen = "<tool_call>";
 constexpr std::string_view kHermesClose = "</tool_call>";
 constexpr std::string_view kMistral = "[TOOL_CALLS]";
 constexpr std::string_view kPythonTag = "<|python_tag|>";
+constexpr std::string_view kFunctionOpen = "<function=";
+constexpr std::string_view kFunctionClose = "</function>";
+constexpr std::string_view kActionOpen = "<|START_ACTION|>";
+constexpr std::string_view kActionClose = "<|END_ACTION|>";
+constexpr std::string_view kCommandRPlusAction = "Action:";
+constexpr std::string_view kDeepSeekCallsBegin = "<｜tool▁calls▁begin｜>";
+constexpr std::string_view kDeepSeekCallsEnd = "<｜tool▁calls▁end｜>";
+constexpr std::string_view kDeepSeekCallBegin = "<｜tool▁call▁begin｜>";
+constexpr std::string_view kDeepSeekCallEnd = "<｜tool▁call▁end｜>";
+constexpr std::string_view kDeepSeekSep = "<｜tool▁sep｜>";
 
 bool is_ws(char c) { return c == ' ' || c == '\n' || c == '\r' || c == '\t'; }
 
@@ -67,13 +77,16 @@ std::optional<ParsedToolCall> call_of(const json& j, bool known, const std::vect
   const json* o = &j;
   if (auto f = j.find("function"); f != j.end() && f->is_object() && !j.contains("name")) o = &*f;
   auto n = o->find("name");
+  if (n == o->end()) n = o->find("tool_name");  // Command R
   if (n == o->end() || !n->is_string() || n->get<std::string>().empty()) return std::nullopt;
   ParsedToolCall c;
   c.name = n->get<std::string>();
   if (known && !names.empty() && std::find(names.begin(), names.end(), c.name) == names.end()) return std::nullopt;
   // Nothing but the call's own fields: {"name": "Bob", "age": 3} is no call.
   for (const auto& [k, v] : o->items())
-    if (k != "name" && k != "arguments" && k != "parameters" && k != "id" && k != "type") return std::nullopt;
+    if (k != "name" && k != "arguments" && k != "parameters" && k != "id" && k != "type" && k != "tool_name" &&
+        k != "tool_call_id")
+      return std::nullopt;
   json args = json::object();
   if (auto a = o->find("arguments"); a != o->end()) args = *a;
   else if (auto p = o->find("parameters"); p != o->end()) args = *p;
@@ -87,6 +100,27 @@ std::optional<ParsedToolCall> call_of(const json& j, bool known, const std::vect
   c.arguments = std::move(args);
   if (auto id = j.find("id"); id != j.end() && id->is_string()) c.id = id->get<std::string>();
   return c;
+}
+
+// A ```json ... ``` fence (or a bare JSON value) at s[i]: the JSON's bounds
+// [b, e) and the end of the fence; nullopt when it is neither.
+struct Fenced {
+  size_t b, e, end;
+};
+std::optional<Fenced> fenced_json(std::string_view s, size_t i) {
+  i = skip_ws(s, i);
+  if (s.substr(i, 3) != "```") {
+    const size_t e = json_end(s, i);
+    if (e == std::string_view::npos) return std::nullopt;
+    return Fenced{i, e, e};
+  }
+  const size_t nl = s.find('\n', i);
+  if (nl == std::string_view::npos) return std::nullopt;
+  const size_t b = skip_ws(s, nl + 1), e = json_end(s, b);
+  if (e == std::string_view::npos) return std::nullopt;
+  size_t end = skip_ws(s, e);
+  if (s.substr(end, 3) != "```") return std::nullopt;
+  return Fenced{b, e, end + 3};
 }
 
 // A JSON call or list of calls starting at s[i]: appends them and returns the
@@ -140,8 +174,54 @@ std::string_view marker_of(ToolFormat f) {
     case ToolFormat::Hermes: return kHermesOpen;
     case ToolFormat::Mistral: return kMistral;
     case ToolFormat::Llama3: return kPythonTag;
+    case ToolFormat::Functionary: return kFunctionOpen;
+    case ToolFormat::CommandR: return kActionOpen;
+    case ToolFormat::CommandRPlus: return kCommandRPlusAction;
+    case ToolFormat::DeepSeek: return kDeepSeekCallsBegin;
     default: return {};
   }
+}
+
+// Functionary v3.1: <function=NAME>{args}</function>, repeated.
+size_t functionary_calls(std::string_view text, size_t i, std::vector<ParsedToolCall>& out) {
+  for (;;) {
+    i = skip_ws(text, i);
+    if (text.substr(i, kFunctionOpen.size()) != kFunctionOpen) return i;
+    const size_t name_at = i + kFunctionOpen.size(), gt = text.find('>', name_at);
+    if (gt == std::string_view::npos || gt == name_at) return std::string_view::npos;
+    const std::string name(trim(text.substr(name_at, gt - name_at)));
+    const size_t b = skip_ws(text, gt + 1), e = json_end(text, b);
+    if (e == std::string_view::npos) return e;
+    const json args = json::parse(text.substr(b, e - b), nullptr, false);
+    if (args.is_discarded() || !args.is_object() || name.empty()) return std::string_view::npos;
+    out.push_back(ParsedToolCall{name, args, ""});
+    i = skip_ws(text, e);
+    if (text.substr(i, kFunctionClose.size()) == kFunctionClose) i += kFunctionClose.size();
+    else if (i < text.size()) return std::string_view::npos;
+  }
+}
+
+// DeepSeek: <｜tool▁call▁begin｜>TYPE<｜tool▁sep｜>NAME\n```json\n{args}\n```<｜tool▁call▁end｜>, repeated, then <｜tool▁calls▁end｜>.
+size_t deepseek_calls(std::string_view text, size_t i, std::vector<ParsedToolCall>& out) {
+  for (;;) {
+    i = skip_ws(text, i);
+    if (text.substr(i, kDeepSeekCallBegin.size()) != kDeepSeekCallBegin) break;
+    const size_t sep = text.find(kDeepSeekSep, i);
+    if (sep == std::string_view::npos) return sep;
+    const size_t name_at = sep + kDeepSeekSep.size(), nl = text.find('\n', name_at);
+    if (nl == std::string_view::npos) return nl;
+    const std::string name(trim(text.substr(name_at, nl - name_at)));
+    const auto f = fenced_json(text, nl + 1);
+    if (!f || name.empty()) return std::string_view::npos;
+    const json args = json::parse(text.substr(f->b, f->e - f->b), nullptr, false);
+    if (args.is_discarded() || !args.is_object()) return std::string_view::npos;
+    out.push_back(ParsedToolCall{name, args, ""});
+    i = skip_ws(text, f->end);
+    if (text.substr(i, kDeepSeekCallEnd.size()) == kDeepSeekCallEnd) i += kDeepSeekCallEnd.size();
+    else if (i < text.size()) return std::string_view::npos;
+  }
+  if (text.substr(i, kDeepSeekCallsEnd.size()) == kDeepSeekCallsEnd) i += kDeepSeekCallsEnd.size();
+  return i;
 }
 
 // After a marker: calls until the end. Hermes wraps each call in
@@ -152,7 +232,23 @@ std::optional<ToolParse> after_marker(std::string_view text, size_t at, ToolForm
   out.content = trim_right(text.substr(0, at));
   const std::vector<std::string> any;
   size_t i = at;
-  if (fmt == ToolFormat::Hermes) {
+  if (fmt == ToolFormat::Functionary) {
+    i = functionary_calls(text, i, out.calls);
+    if (i == std::string_view::npos) return std::nullopt;
+  } else if (fmt == ToolFormat::DeepSeek) {
+    i = deepseek_calls(text, i + kDeepSeekCallsBegin.size(), out.calls);
+    if (i == std::string_view::npos) return std::nullopt;
+  } else if (fmt == ToolFormat::CommandR || fmt == ToolFormat::CommandRPlus) {
+    // A JSON list of actions (Command R+ in a ```json fence), then <|END_ACTION|> (R7B).
+    const auto f = fenced_json(text, i + marker_of(fmt).size());
+    if (!f) return std::nullopt;
+    if (json_calls(text, f->b, /*known=*/false, any, out.calls) != f->e) return std::nullopt;
+    i = skip_ws(text, f->end);
+    if (text.substr(i, kActionClose.size()) == kActionClose) i += kActionClose.size();
+    // Command R+ answers without tools through its "directly-answer" action: no call.
+    std::erase_if(out.calls, [](const ParsedToolCall& c) { return c.name == "directly-answer"; });
+    if (out.calls.empty()) return ToolParse{std::string(text), {}};
+  } else if (fmt == ToolFormat::Hermes) {
     while (true) {
       i = skip_ws(text, i);
       if (text.substr(i, kHermesOpen.size()) != kHermesOpen) break;
@@ -199,6 +295,10 @@ const char* tool_format_name(ToolFormat f) {
     case ToolFormat::Hermes: return "hermes";
     case ToolFormat::Llama3: return "llama3";
     case ToolFormat::Mistral: return "mistral";
+    case ToolFormat::Functionary: return "functionary";
+    case ToolFormat::CommandR: return "command-r";
+    case ToolFormat::CommandRPlus: return "command-r-plus";
+    case ToolFormat::DeepSeek: return "deepseek";
     default: return "json";
   }
 }
@@ -207,11 +307,17 @@ ToolFormat detect_tool_format(std::string_view tpl, const Tokenizer* tok) {
   auto has = [&](std::string_view s) { return tpl.find(s) != std::string_view::npos; };
   if (has(kHermesOpen)) return ToolFormat::Hermes;
   if (has(kMistral)) return ToolFormat::Mistral;
+  if (has(kDeepSeekCallsBegin)) return ToolFormat::DeepSeek;
+  if (has(kActionOpen)) return ToolFormat::CommandR;
+  if (has("Action:") && has("tool_name")) return ToolFormat::CommandRPlus;
+  if (has(kFunctionOpen) && has(kFunctionClose)) return ToolFormat::Functionary;
   if (has(kPythonTag) || (has("<|start_header_id|>") && has("\"parameters\""))) return ToolFormat::Llama3;
   if (tok) {
     if (has_token(*tok, kHermesOpen)) return ToolFormat::Hermes;
     if (has_token(*tok, kMistral)) return ToolFormat::Mistral;
     if (has_token(*tok, kPythonTag)) return ToolFormat::Llama3;
+    if (has_token(*tok, kDeepSeekCallsBegin)) return ToolFormat::DeepSeek;
+    if (has_token(*tok, kActionOpen)) return ToolFormat::CommandR;
   }
   return ToolFormat::Json;
 }

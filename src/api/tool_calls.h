@@ -11,6 +11,12 @@
 //   Llama3   Llama 3.1 / 3.2 / 3.3: {"name": N, "parameters": {...}}, alone
 //            or after <|python_tag|> (text before the tag is content)
 //   Mistral  Mistral / Mistral Nemo: [TOOL_CALLS][{"name": N, "arguments": {...}, "id": "abcdefghi"}, ...]
+//   Functionary  functionary v3.1 (Llama 3.1 based): <function=N>{...}</function>, one or more
+//   CommandR  Command R7B: <|START_ACTION|>[{"tool_call_id": "0", "tool_name": N, "parameters": {...}}, ...]<|END_ACTION|>;
+//            Command R+: Action: ```json [{"tool_name": N, "parameters": {...}}, ...] ``` (its
+//            "directly-answer" action is no call)
+//   DeepSeek  DeepSeek R1 / V3: <｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>N
+//            ```json {...} ```<｜tool▁call▁end｜>...<｜tool▁calls▁end｜>
 //   Json     any other model: the whole output is a JSON object (or a list
 //            of them) {"name": N, "arguments"|"parameters": {...}}
 // Every format also accepts a bare JSON call (object or list) as its whole
@@ -32,12 +38,14 @@ class Tokenizer;
 
 namespace lmhost::api {
 
-enum class ToolFormat { Json, Hermes, Llama3, Mistral };
-const char* tool_format_name(ToolFormat f);  // "json", "hermes", "llama3", "mistral"
+enum class ToolFormat { Json, Hermes, Llama3, Mistral, Functionary, CommandR, CommandRPlus, DeepSeek };
+// "json", "hermes", "llama3", "mistral", "functionary", "command-r", "command-r-plus", "deepseek"
+const char* tool_format_name(ToolFormat f);
 
 // The format a model writes calls in: markers in its chat template first
-// (<tool_call>, [TOOL_CALLS], <|python_tag|> or Llama 3's "parameters" with
-// header tokens), then tokens of its vocabulary (tok may be null), else Json.
+// (<tool_call>, [TOOL_CALLS], <function=, <|START_ACTION|>, Action: with
+// tool_name, <｜tool▁calls▁begin｜>, <|python_tag|> or Llama 3's "parameters"
+// with header tokens), then tokens of its vocabulary (tok may be null), else Json.
 ToolFormat detect_tool_format(std::string_view chat_template, const Tokenizer* tok);
 
 struct ParsedToolCall {

@@ -111,6 +111,47 @@ TEST(ToolCallParse, Mistral) {
   expect_plain(M, "[]");
 }
 
+TEST(ToolCallParse, Functionary) {
+  const auto F = ToolFormat::Functionary;
+  expect_parse(F, "<function=get_weather>{\"city\": \"Paris\"}</function>", "",
+               R"([{"name": "get_weather", "arguments": {"city": "Paris"}}])");
+  expect_parse(F, "Let me check.\n<function=get_weather>{\"city\": \"Oslo\"}</function><function=get_time>{}</function>",
+               "Let me check.", R"([{"name": "get_weather", "arguments": {"city": "Oslo"}}, {"name": "get_time", "arguments": {}}])");
+  expect_parse(F, "<function=get_time>{}", "", R"([{"name": "get_time", "arguments": {}}])");  // stopped at the closing tag
+  expect_plain(F, "<function=get_weather>{\"city\": }</function>");
+  expect_plain(F, "<function=>{}</function>");
+}
+
+TEST(ToolCallParse, CommandR) {
+  const auto R = ToolFormat::CommandR;
+  expect_parse(R,
+               "<|START_THINKING|>I will look up the weather.<|END_THINKING|><|START_ACTION|>[\n"
+               "    {\"tool_call_id\": \"0\", \"tool_name\": \"get_weather\", \"parameters\": {\"city\": \"Paris\"}},\n"
+               "    {\"tool_call_id\": \"1\", \"tool_name\": \"get_time\", \"parameters\": {}}\n]<|END_ACTION|>",
+               "<|START_THINKING|>I will look up the weather.<|END_THINKING|>",  // the tool plan stays content
+               R"([{"name": "get_weather", "arguments": {"city": "Paris"}}, {"name": "get_time", "arguments": {}}])");
+  expect_plain(R, "<|START_ACTION|>[{\"tool_name\": \"get_weather\", \"parameters\": {]<|END_ACTION|>");
+  const auto P = ToolFormat::CommandRPlus;
+  expect_parse(P, "Action:\n```json\n[\n    {\n        \"tool_name\": \"get_weather\",\n        \"parameters\": {\"city\": \"Rome\"}\n    }\n]\n```",
+               "", R"([{"name": "get_weather", "arguments": {"city": "Rome"}}])");
+  // Its way of answering without a tool is no call.
+  const std::string direct = "Action: ```json\n[{\"tool_name\": \"directly-answer\", \"parameters\": {}}]\n```";
+  expect_plain(P, direct);
+  expect_plain(P, "The action: is not a call.");
+}
+
+TEST(ToolCallParse, DeepSeek) {
+  const auto D = ToolFormat::DeepSeek;
+  expect_parse(D,
+               "<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>get_weather\n```json\n{\"city\": \"Paris\"}\n```"
+               "<｜tool▁call▁end｜>\n<｜tool▁call▁begin｜>function<｜tool▁sep｜>get_time\n```json\n{}\n```<｜tool▁call▁end｜>"
+               "<｜tool▁calls▁end｜>",
+               "", R"([{"name": "get_weather", "arguments": {"city": "Paris"}}, {"name": "get_time", "arguments": {}}])");
+  expect_parse(D, "Sure.<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>get_time\n```json\n{}\n```",
+               "Sure.", R"([{"name": "get_time", "arguments": {}}])");  // stopped before the end markers
+  expect_plain(D, "<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>get_time\n```json\n{\n```");
+}
+
 TEST(ToolCallParse, JsonFallback) {
   const auto J = ToolFormat::Json;
   expect_parse(J, "{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}", "",
@@ -151,6 +192,13 @@ TEST(ToolCallParse, StreamingMatchesWholeText) {
       {ToolFormat::Mistral, "[TOOL_CALLS][{\"name\": \"get_time\", \"arguments\": {}, \"id\": \"abcdefghi\"}]"},
       {ToolFormat::Json, "\n  {\"name\": \"get_time\", \"arguments\": {}}"},
       {ToolFormat::Json, "Plain answer over\nseveral lines.\n"},
+      {ToolFormat::Functionary, "Checking.<function=get_weather>{\"city\": \"Paris\"}</function>"},
+      {ToolFormat::Functionary, "<functions are not calls>"},
+      {ToolFormat::CommandR, "<|START_THINKING|>Plan.<|END_THINKING|><|START_ACTION|>[{\"tool_call_id\": \"0\", "
+                             "\"tool_name\": \"get_time\", \"parameters\": {}}]<|END_ACTION|>"},
+      {ToolFormat::CommandRPlus, "Action:\n```json\n[{\"tool_name\": \"get_time\", \"parameters\": {}}]\n```"},
+      {ToolFormat::DeepSeek, "Sure.<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>get_time\n```json\n{}\n```"
+                             "<｜tool▁call▁end｜><｜tool▁calls▁end｜>"},
   };
   for (const auto& [f, text] : cases) {
     const ToolParse whole = parse_tool_calls(text, f, kNames);
@@ -220,6 +268,11 @@ TEST(ToolCallParse, FormatFromGoldenTemplates) {
       {"meta-llama-Llama-3.2-3B-Instruct", ToolFormat::Llama3},
       {"meta-llama-Llama-3.3-70B-Instruct", ToolFormat::Llama3},
       {"mistralai-Mistral-Nemo-Instruct-2407", ToolFormat::Mistral},
+      {"meetkai-functionary-medium-v3.1", ToolFormat::Functionary},
+      {"CohereForAI-c4ai-command-r7b-12-2024-tool_use", ToolFormat::CommandR},
+      {"CohereForAI-c4ai-command-r-plus-tool_use", ToolFormat::CommandRPlus},
+      {"deepseek-ai-DeepSeek-R1-Distill-Llama-8B", ToolFormat::DeepSeek},
+      {"deepseek-ai-DeepSeek-R1-Distill-Qwen-32B", ToolFormat::DeepSeek},
       {"google-gemma-2-2b-it", ToolFormat::Json},
       {"microsoft-Phi-3.5-mini-instruct", ToolFormat::Json},
   };
@@ -234,37 +287,53 @@ TEST(ToolCallParse, FormatFromGoldenTemplates) {
 TEST(ToolCallParse, TemplatesWriteWhatWeParse) {
   if (!std::filesystem::exists(templates_dir())) GTEST_SKIP() << "no golden templates at " << templates_dir();
   const json tools = json::parse(R"([{"type": "function", "function": {"name": "get_weather", "description": "d",
-      "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}])");
+      "parameters": {"type": "object", "properties": {"city": {"type": "string", "description": "City name"}},
+      "required": ["city"]}}}])");
   struct Case {
     const char* file;
-    const char* begin;  // the assistant turn starts after the last occurrence of this
-    const char* end;    // and ends here
+    const char* begin;  // the assistant turn starts after this (the first one after the user's message)
+    const char* end;    // and ends here ("": at the end of the text)
+    bool string_args = false;  // the template pastes arguments as text (OpenAI's JSON string)
+    bool null_content = true;  // the assistant message's content: null (as OpenAI sends it) or ""
+    const char* content = "";  // what the template writes around the call
   };
   for (const Case& c : {Case{"Qwen-Qwen2.5-7B-Instruct", "<|im_start|>assistant\n", "<|im_end|>"},
                         Case{"NousResearch-Hermes-3-Llama-3.1-8B-tool_use", "<|im_start|>assistant\n", "<|im_end|>"},
                         Case{"meta-llama-Llama-3.1-8B-Instruct", "<|start_header_id|>assistant<|end_header_id|>\n\n", "<|eot_id|>"},
                         Case{"meta-llama-Llama-3.2-3B-Instruct", "<|start_header_id|>assistant<|end_header_id|>\n\n", "<|eot_id|>"},
-                        Case{"mistralai-Mistral-Nemo-Instruct-2407", "[/INST]", "</s>"}}) {
+                        Case{"mistralai-Mistral-Nemo-Instruct-2407", "[/INST]", "</s>"},
+                        Case{"meetkai-functionary-medium-v3.1", "<|start_header_id|>assistant<|end_header_id|>\n\n", "<|eom_id|>", true},
+                        Case{"CohereForAI-c4ai-command-r7b-12-2024-tool_use", "<|START_OF_TURN_TOKEN|><|CHATBOT_TOKEN|>", "<|END_OF_TURN_TOKEN|>",
+                             false, true, "<|START_THINKING|><|END_THINKING|>"},  // an empty tool plan
+                        Case{"CohereForAI-c4ai-command-r-plus-tool_use", "<|START_OF_TURN_TOKEN|><|CHATBOT_TOKEN|>", "<|START_OF_TURN_TOKEN|>",
+                             false, false},  // it prints a null content as "None"
+                        Case{"deepseek-ai-DeepSeek-R1-Distill-Llama-8B", "<｜Assistant｜>", "", true}}) {
     SCOPED_TRACE(c.file);
     const std::string src = read_file(templates_dir() / (std::string(c.file) + ".jinja"));
     ChatTemplate::Options opt;
     opt.strftime_now_date = "2024-07-26";
     const ChatTemplate t = ChatTemplate::parse(src, opt);
-    json ctx = {{"messages", json::parse(R"([{"role": "user", "content": "Weather in Paris?"},
+    json messages = json::parse(R"([{"role": "user", "content": "Weather in Paris?"},
         {"role": "assistant", "content": null, "tool_calls": [{"id": "abcdefghi", "type": "function",
-          "function": {"name": "get_weather", "arguments": {"city": "Paris"}}}]}])")},
+          "function": {"name": "get_weather", "arguments": {"city": "Paris"}}}]}])");
+    if (c.string_args) {
+      json& args = messages[1]["tool_calls"][0]["function"]["arguments"];
+      args = args.dump();
+    }
+    if (!c.null_content) messages[1]["content"] = "";
+    json ctx = {{"messages", messages},
                 {"tools", tools}, {"add_generation_prompt", false}, {"bos_token", "<s>"}, {"eos_token", "</s>"}};
     const std::string out = t.render(ctx);
-    const size_t b = out.rfind(c.begin);
+    const size_t b = out.find(c.begin, out.find("Weather in Paris?"));  // the turn after the user's
     ASSERT_NE(b, std::string::npos) << out;
     const size_t s = b + std::string(c.begin).size();
-    const size_t e = out.find(c.end, s);
+    const size_t e = *c.end ? out.find(c.end, s) : out.size();
     ASSERT_NE(e, std::string::npos) << out;
     const std::string turn = out.substr(s, e - s);
     const ToolParse p = parse_tool_calls(turn, detect_tool_format(src, nullptr), {"get_weather"});
     ASSERT_EQ(p.calls.size(), 1u) << turn;
     EXPECT_EQ(p.calls[0].name, "get_weather");
     EXPECT_EQ(p.calls[0].arguments, json::parse(R"({"city": "Paris"})"));
-    EXPECT_EQ(p.content, "") << turn;
+    EXPECT_EQ(p.content, c.content) << turn;
   }
 }
