@@ -213,6 +213,10 @@ std::string render_chat(ServedModel& m, const ojson& messages, const ojson* tool
   if (!messages.is_array()) throw Error("'messages' must be a list of {role, content} objects", 400);
   if (messages.empty()) throw Error("'messages' must not be empty", 400);
   ojson msgs = ojson::array();
+  // The same messages with tool-call arguments as the client sent them (JSON
+  // text, from OpenAI clients): for templates that paste them as text.
+  ojson msgs_sent_args = ojson::array();
+  bool normalised = false;
   for (const auto& msg : messages) {
     if (!msg.is_object()) throw Error("each message must be an object with 'role' and 'content'", 400);
     auto role = msg.find("role");
@@ -235,12 +239,16 @@ std::string render_chat(ServedModel& m, const ojson& messages, const ojson* tool
         if (it.value().is_null() || (it.value().is_array() && it.value().empty())) continue;
         ojson calls = it.value();
         normalise_tool_calls(calls);
+        if (calls != it.value()) normalised = true;
         out["tool_calls"] = std::move(calls);
       } else if (!it.value().is_null()) {
         out[it.key()] = it.value();
       }
     }
     if (!has_content) out["content"] = std::string();
+    ojson sent = out;
+    if (auto tc = msg.find("tool_calls"); tc != msg.end() && out.contains("tool_calls")) sent["tool_calls"] = *tc;
+    msgs_sent_args.push_back(std::move(sent));
     msgs.push_back(std::move(out));
   }
   if (tools && !tools->is_null()) {
@@ -257,7 +265,15 @@ std::string render_chat(ServedModel& m, const ojson& messages, const ojson* tool
       ctx["add_generation_prompt"] = add_generation_prompt;
       ctx["bos_token"] = tok.bos() >= 0 ? std::string(tok.token_text(tok.bos())) : std::string();
       ctx["eos_token"] = tok.eos() >= 0 ? std::string(tok.token_text(tok.eos())) : std::string();
-      return m.chat_template()->render(ctx);
+      try {
+        return m.chat_template()->render(ctx);
+      } catch (const TemplateError&) {
+        // Templates that paste the arguments as text (DeepSeek, functionary)
+        // fail on the object HF-style templates want: try the text as sent.
+        if (!normalised) throw;
+        ctx["messages"] = msgs_sent_args;
+        return m.chat_template()->render(ctx);
+      }
     } catch (const TemplateError& e) {
       // The template itself refused these messages (raise_exception, e.g. a
       // system role it does not support, or a Python-level error jinja2 would

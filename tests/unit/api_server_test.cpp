@@ -513,6 +513,37 @@ TEST(ApiTemplates, RaiseExceptionIs400AndOurFailuresFallBack) {
   std::filesystem::remove(odd);
 }
 
+// Templates that paste a call's arguments as text (DeepSeek, functionary)
+// get OpenAI's JSON string; templates that `tojson` them get the object (each
+// test template refuses the other form with raise_exception, which is a 400,
+// so a 200 means the template itself rendered the history).
+TEST(ApiTemplates, ToolCallArgumentsAsTheTemplateUsesThem) {
+  const std::string pastes = demo_with_template(
+      "pastes", "{% for m in messages %}{% if m.tool_calls %}{% for t in m.tool_calls %}"
+                "{% if t['function']['arguments'] is not string %}{{ raise_exception('arguments as text, please') }}{% endif %}"
+                "{{ '<call>' + t['function']['name'] + '\n' + t['function']['arguments'] + '</call>' }}{% endfor %}"
+                "{% else %}{{ m['role'] + ': ' + m['content'] + '\n' }}{% endif %}{% endfor %}assistant:");
+  const std::string dumps = demo_with_template(
+      "dumps", "{% for m in messages %}{% if m.tool_calls %}{% for t in m.tool_calls %}"
+               "{% if t['function']['arguments'] is not mapping %}{{ raise_exception('arguments as an object, please') }}{% endif %}"
+               "{{ '<call>' + t['function']['name'] + ' ' + t['function']['arguments']|tojson + '</call>' }}{% endfor %}"
+               "{% else %}{{ m['role'] + ': ' + m['content'] + '\n' }}{% endif %}{% endfor %}assistant:");
+  auto served = std::make_unique<Served>(engine_options(1, 64, 512),
+                                         std::vector<ModelConfig>{model_config("pastes", pastes), model_config("dumps", dumps)}, 2);
+  const json history = json::parse(R"([{"role": "user", "content": "Weather in Paris?"},
+      {"role": "assistant", "content": null, "tool_calls": [{"id": "call_1", "type": "function",
+        "function": {"name": "get_weather", "arguments": "{\"city\": \"Paris\"}"}}]},
+      {"role": "tool", "tool_call_id": "call_1", "content": "18 C"}])");
+  for (const char* model : {"pastes", "dumps"}) {
+    const auto r = HttpClient(served->port()).request(
+        "POST", "/v1/chat/completions", json{{"model", model}, {"messages", history}, {"max_tokens", 2}}.dump());
+    EXPECT_EQ(r.status, 200) << model << ": " << r.body;
+  }
+  served.reset();
+  std::filesystem::remove(pastes);
+  std::filesystem::remove(dumps);
+}
+
 // format "json": the output is one valid JSON object, whatever the seed and
 // temperature, non-streaming and streaming, generate and chat.
 TEST_F(Api, OllamaFormatJsonYieldsAJsonObject) {
