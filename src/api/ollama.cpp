@@ -254,6 +254,7 @@ HttpResponse chat(Ctx& ctx, HttpRequest& req) {
   const auto tools = ob.find("tools");
   p.gen.prompt = tokenize_prompt(*m, render_chat(*m, ob.at("messages"), tools == ob.end() ? nullptr : &*tools));
   ToolMode tool_mode = tool_mode_of(*m, tools == ob.end() ? nullptr : &*tools, json::object());
+  if (tool_mode.on) p.gen.keep_special = tool_marker_tokens(tool_mode.format, m->tokenizer());
   return run(ctx, *m, std::move(p), true, std::move(tool_mode));
 }
 

@@ -135,6 +135,7 @@ HttpResponse chat_completions(Ctx& ctx, HttpRequest& req) {
   p.gen.prompt = tokenize_prompt(*m, render_chat(*m, ob.at("messages"), tools == ob.end() ? nullptr : &*tools));
   p.gen.deadline = deadline_from(ctx);
   ToolMode tool_mode = tool_mode_of(*m, tools == ob.end() ? nullptr : &*tools, b);
+  if (tool_mode.on) p.gen.keep_special = tool_marker_tokens(tool_mode.format, m->tokenizer());
   auto hs = submit_n(*m, p.gen, p.n);
   OpenAIChatShape shape;
   shape.id = "chatcmpl-" + req.id;

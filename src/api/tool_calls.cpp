@@ -322,6 +322,26 @@ ToolFormat detect_tool_format(std::string_view tpl, const Tokenizer* tok) {
   return ToolFormat::Json;
 }
 
+std::vector<int32_t> tool_marker_tokens(ToolFormat f, const Tokenizer& tok) {
+  std::vector<std::string_view> markers;
+  switch (f) {
+    case ToolFormat::Hermes: markers = {kHermesOpen, kHermesClose}; break;
+    case ToolFormat::Mistral: markers = {kMistral}; break;
+    case ToolFormat::Llama3: markers = {kPythonTag}; break;
+    case ToolFormat::CommandR: markers = {kActionOpen, kActionClose}; break;
+    case ToolFormat::DeepSeek:
+      markers = {kDeepSeekCallsBegin, kDeepSeekCallsEnd, kDeepSeekCallBegin, kDeepSeekCallEnd, kDeepSeekSep};
+      break;
+    default: break;  // functionary, Command R+, json: plain text
+  }
+  std::vector<int32_t> ids;
+  for (std::string_view m : markers) {
+    if (!has_token(tok, m)) continue;
+    ids.push_back(tok.encode(m, /*add_special=*/false, /*parse_special=*/true)[0]);
+  }
+  return ids;
+}
+
 ToolParse parse_tool_calls(std::string_view text, ToolFormat fmt, const std::vector<std::string>& names) {
   if (const std::string_view m = marker_of(fmt); !m.empty()) {
     if (const size_t at = text.find(m); at != std::string_view::npos) {

@@ -48,6 +48,11 @@ const char* tool_format_name(ToolFormat f);
 // with header tokens), then tokens of its vocabulary (tok may be null), else Json.
 ToolFormat detect_tool_format(std::string_view chat_template, const Tokenizer* tok);
 
+// The format's marker tokens in this vocabulary (single special tokens, e.g.
+// DeepSeek's <｜tool▁calls▁begin｜>): the generation writes them into its text
+// so the parser sees them (special tokens are otherwise not part of the text).
+std::vector<int32_t> tool_marker_tokens(ToolFormat f, const Tokenizer& tok);
+
 struct ParsedToolCall {
   std::string name;
   nlohmann::json arguments;  // an object (a string the model wrote as JSON text is parsed when it can be)

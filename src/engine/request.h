@@ -38,6 +38,9 @@ struct GenerateRequest {
   // OpenAI response_format json_object). Only JSON validity is enforced, not
   // any schema. Generation stops (reason stop) once the object is complete.
   bool json_object = false;
+  // Special tokens written into the output text as their text (the markers
+  // of the model's tool-call format, when the request declared tools).
+  std::vector<Token> keep_special;
 };
 
 struct TokenLogprob {

@@ -141,7 +141,7 @@ void Scheduler::assign(Pending&& p) {
   s.handle = std::move(p.handle);
   s.sampler = std::make_unique<Sampler>(s.req.sampling);
   for (Token t : s.req.prompt) s.sampler->accept(t);
-  s.decoder = std::make_unique<StreamDecoder>(tok_);
+  s.decoder = std::make_unique<StreamDecoder>(tok_, false, s.req.keep_special);
   s.stopper = std::make_unique<StopMatcher>(s.req.stop);
   s.json = s.req.json_object ? std::make_unique<JsonConstraint>(true) : nullptr;
   s.n_prompt_done = keep;

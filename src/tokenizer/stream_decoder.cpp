@@ -1,4 +1,6 @@
 // Streaming detokenizer: emits only complete, well-formed UTF-8.
+#include <algorithm>
+
 #include "tokenizer/tokenizer.h"
 #include "tokenizer/unicode_util.h"
 
@@ -35,14 +37,15 @@ std::string drain(std::string& pending, bool final) {
 
 std::string StreamDecoder::push(Token id) {
   std::string piece;
+  const bool render_special = render_special_ || std::find(keep_.begin(), keep_.end(), id) != keep_.end();
   if (first_) {
     // decode() knows whether the tokenizer drops a leading space at the
     // start of the text; a leading BOS keeps us at the start.
     const Token one[1] = {id};
-    piece = tok_.decode(std::span<const Token>(one, 1), render_special_);
+    piece = tok_.decode(std::span<const Token>(one, 1), render_special);
     first_ = (id == tok_.bos());
   } else {
-    piece = tok_.token_to_piece(id, render_special_);
+    piece = tok_.token_to_piece(id, render_special);
   }
   pending_ += piece;
   return drain(pending_, false);

@@ -54,14 +54,17 @@ class Tokenizer {
 // until it completes; invalid bytes become U+FFFD once they cannot complete).
 class StreamDecoder {
  public:
-  explicit StreamDecoder(const Tokenizer& tok, bool render_special = false)
-      : tok_(tok), render_special_(render_special) {}
+  // keep: special tokens written as their text even without render_special
+  // (a tool-call format's markers, which its parser needs to see).
+  explicit StreamDecoder(const Tokenizer& tok, bool render_special = false, std::vector<Token> keep = {})
+      : tok_(tok), render_special_(render_special), keep_(std::move(keep)) {}
   std::string push(Token id);
   std::string flush();  // whatever is still held, invalid bytes replaced
 
  private:
   const Tokenizer& tok_;
   bool render_special_;
+  std::vector<Token> keep_;
   bool first_ = true;
   std::string pending_;
 };

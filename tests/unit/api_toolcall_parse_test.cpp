@@ -6,6 +6,8 @@
 // assistant tool call parses back into the same call.
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -13,7 +15,10 @@
 #include <nlohmann/json.hpp>
 
 #include "api/tool_calls.h"
+#include "gguf/gguf.h"
+#include "model/synth.h"
 #include "template/chat_template.h"
+#include "tokenizer/tokenizer.h"
 
 using namespace lmhost;
 using namespace lmhost::api;
@@ -232,6 +237,42 @@ TEST(ToolCallParse, StreamingHoldsBackOnlyWhatMayBeACall) {
   EXPECT_EQ(j.feed(" {\"a\""), "");
   EXPECT_EQ(j.feed(": 1}"), "");
   EXPECT_EQ(j.finish().content, " {\"a\": 1}");
+}
+
+// A format's marker tokens are special tokens, which generations do not
+// write as text: when tools are declared the scheduler's decoder keeps them
+// (GenerateRequest::keep_special), so the parser sees the marker.
+TEST(ToolCallParse, MarkerTokensAreWrittenIntoTheText) {
+  const std::string path = (std::filesystem::temp_directory_path() /
+                            ("lmhost-toolmarker-" + std::to_string(::getpid()) + ".gguf")).string();
+  auto spec = model::synth_shape("demo");
+  spec->tokenizer = model::SynthTokenizer::Llama3;  // <|python_tag|> is a control token there
+  model::synth_model(*spec, path, 1);
+  auto tok = Tokenizer::from_gguf(*gguf::File::open(path));
+  std::filesystem::remove(path);
+  const std::vector<int32_t> ids = tool_marker_tokens(ToolFormat::Llama3, *tok);
+  ASSERT_EQ(ids.size(), 1u);
+  EXPECT_EQ(tok->token_text(ids[0]), "<|python_tag|>");
+  EXPECT_TRUE(tool_marker_tokens(ToolFormat::DeepSeek, *tok).empty()) << "not in this vocabulary";
+  EXPECT_TRUE(tool_marker_tokens(ToolFormat::Functionary, *tok).empty()) << "plain-text markers";
+
+  const std::vector<Token> call = [&] {
+    std::vector<Token> t = {ids[0]};
+    for (Token x : tok->encode("{\"name\": \"get_time\", \"parameters\": {}}", false, false)) t.push_back(x);
+    return t;
+  }();
+  auto decode = [&](std::vector<Token> keep) {
+    StreamDecoder d(*tok, false, std::move(keep));
+    std::string out;
+    for (Token t : call) out += d.push(t);
+    return out + d.flush();
+  };
+  const std::string kept = decode(ids), plain = decode({});
+  EXPECT_EQ(kept, "<|python_tag|>{\"name\": \"get_time\", \"parameters\": {}}");
+  EXPECT_EQ(plain, "{\"name\": \"get_time\", \"parameters\": {}}");
+  // After the marker any function name is a call; without it only a declared one.
+  EXPECT_EQ(parse_tool_calls(kept, ToolFormat::Llama3, {"other"}).calls.size(), 1u);
+  EXPECT_TRUE(parse_tool_calls(plain, ToolFormat::Llama3, {"other"}).calls.empty());
 }
 
 TEST(ToolCallParse, Ids) {
