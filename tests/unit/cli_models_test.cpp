@@ -30,6 +30,7 @@ using lmhost::testing::ServeProcess;
 using lmhost::testing::eventually;
 using lmhost::testing::slurp;
 using Dir = lmhost::testing::TempDir;
+using lmhost::testing::synth_demo;
 namespace fs = std::filesystem;
 
 std::string sha256_hex(const std::string& data) {
@@ -41,15 +42,6 @@ std::string sha256_hex(const std::string& data) {
     std::snprintf(buf, sizeof buf, "%02x", c);
     out += buf;
   }
-  return out;
-}
-
-// A demo-shape model (seeded: different seeds, different files).
-std::string synth(const Dir& d, const std::string& name, int seed) {
-  const std::string out = d / (name + ".gguf");
-  const std::string cmd = std::string(LMHOST_BINARY) + " synth --shape demo --type Q8_0 --seed " +
-                          std::to_string(seed) + " -o " + out + " >/dev/null 2>&1";
-  if (std::system(cmd.c_str()) != 0) throw std::runtime_error("lmhost synth failed");
   return out;
 }
 
@@ -103,9 +95,9 @@ json gen(const std::string& model, const std::string& prompt, json extra = json:
 TEST(OllamaStore, DiscoveredAndServedUnderOllamaNamesCorruptBlobRefused) {
   Dir d;
   const std::string store = d / "store";
-  add_to_store(store, "qwen2.5", "0.5b", synth(d, "a", 1));
-  add_to_store(store, "tiny", "latest", synth(d, "b", 2));
-  const std::string bad = add_to_store(store, "broken", "7b", synth(d, "c", 3));
+  add_to_store(store, "qwen2.5", "0.5b", synth_demo(d, "a", 1));
+  add_to_store(store, "tiny", "latest", synth_demo(d, "b", 2));
+  const std::string bad = add_to_store(store, "broken", "7b", synth_demo(d, "c", 3));
   {  // flip a byte in the middle of the blob: its content no longer matches its name
     std::string data = slurp(bad);
     data[data.size() / 2] ^= 0x5a;
@@ -155,7 +147,7 @@ TEST(OllamaStore, DiscoveredAndServedUnderOllamaNamesCorruptBlobRefused) {
 
 TEST(OllamaStore, ConfiguredChecksumVerified) {
   Dir d;
-  const std::string a = synth(d, "a", 1);
+  const std::string a = synth_demo(d, "a", 1);
   const std::string good = sha256_hex(slurp(a));
   std::string wrong = good;
   wrong[0] = wrong[0] == '0' ? '1' : '0';
@@ -169,7 +161,7 @@ TEST(OllamaStore, ConfiguredChecksumVerified) {
 
 TEST(Lifecycle, KeepAliveZeroUnloadsDurationsExpireAndPsShowsExpiry) {
   Dir d;
-  Server s({"--model", "m=" + synth(d, "a", 1)});
+  Server s({"--model", "m=" + synth_demo(d, "a", 1)});
   EXPECT_EQ(s.loaded(), std::set<std::string>{"m"}) << "--model files are preloaded";
   auto ps = s.get("/api/ps")["models"][0];
   // As Ollama: what the model holds in memory, its file plus its KV cache (exact figure: api_server_test).
@@ -215,9 +207,9 @@ TEST(Lifecycle, KeepAliveZeroUnloadsDurationsExpireAndPsShowsExpiry) {
 TEST(Lifecycle, MaxLoadedModelsEvictsLeastRecentlyUsed) {
   Dir d;
   const std::string store = d / "store";
-  add_to_store(store, "a", "latest", synth(d, "a", 1));
-  add_to_store(store, "b", "latest", synth(d, "b", 2));
-  add_to_store(store, "c", "latest", synth(d, "c", 3));
+  add_to_store(store, "a", "latest", synth_demo(d, "a", 1));
+  add_to_store(store, "b", "latest", synth_demo(d, "b", 2));
+  add_to_store(store, "c", "latest", synth_demo(d, "c", 3));
   Server s({"--ollama-models", store, "--max-loaded-models", "2"});
   auto use = [&](const std::string& m) { return s.req("POST", "/api/generate", gen(m, "hi")).status; };
   ASSERT_EQ(use("a"), 200);

@@ -28,14 +28,7 @@ using lmhost::testing::ServeOptions;
 using lmhost::testing::ServeProcess;
 using lmhost::testing::eventually;
 using Dir = lmhost::testing::TempDir;
-
-std::string synth(const Dir& d, const std::string& name, int seed) {
-  const std::string out = d / (name + ".gguf");
-  const std::string cmd = std::string(LMHOST_BINARY) + " synth --shape demo --type Q8_0 --seed " +
-                          std::to_string(seed) + " -o " + out + " >/dev/null 2>&1";
-  if (std::system(cmd.c_str()) != 0) throw std::runtime_error("lmhost synth failed");
-  return out;
-}
+using lmhost::testing::synth_demo;
 
 const std::map<std::string, std::string> kAdmin = {{"authorization", "Bearer adm-key"}};
 
@@ -50,7 +43,7 @@ json chat(const std::string& model, int max_tokens = 2, bool stream = false) {
 
 TEST(HotSwap, UnderALoadLoopNoRequestFailsAndAnswersSwitchVersion) {
   Dir d;
-  const std::string v1 = synth(d, "v1", 1), v2 = synth(d, "v2", 2);
+  const std::string v1 = synth_demo(d, "v1", 1), v2 = synth_demo(d, "v2", 2);
   ServeProcess s({"--model", "chat=" + v1}, ServeOptions{.env = {"ADMIN_KEY=adm-key"}});
 
   // A steady client loop (its own connection, one request after another).
@@ -133,7 +126,7 @@ TEST(HotSwap, UnderALoadLoopNoRequestFailsAndAnswersSwitchVersion) {
 
 TEST(HotSwap, AdminKeyEnforcedAndAFailedSwapKeepsTheOldModel) {
   Dir d;
-  const std::string v1 = synth(d, "v1", 1);
+  const std::string v1 = synth_demo(d, "v1", 1);
   const std::string bad = d / "bad.gguf";
   std::ofstream(bad) << "this is not a GGUF file";
   ServeProcess s({"--model", "m=" + v1}, ServeOptions{.env = {"ADMIN_KEY=adm-key", "API_KEYS=user-key"}});
@@ -181,7 +174,7 @@ TEST(HotSwap, AdminKeyEnforcedAndAFailedSwapKeepsTheOldModel) {
 
 TEST(HotSwap, SighupAddsAModelAndSwapsAChangedFile) {
   Dir d;
-  const std::string v1 = synth(d, "v1", 1), v2 = synth(d, "v2", 2), v3 = synth(d, "v3", 3);
+  const std::string v1 = synth_demo(d, "v1", 1), v2 = synth_demo(d, "v2", 2), v3 = synth_demo(d, "v3", 3);
   const std::string cfg = d / "lmhost.yaml";
   std::ofstream(cfg) << "models:\n  paths: [\"a=" << v1 << "\"]\n";
   ServeProcess s({"-q", "--config", cfg});
@@ -220,7 +213,7 @@ TEST(HotSwap, SighupAddsAModelAndSwapsAChangedFile) {
 
 TEST(HotSwap, WeightedVersionsSplitTrafficAndReweightWithoutReload) {
   Dir d;
-  const std::string v1 = synth(d, "v1", 1), v2 = synth(d, "v2", 2);
+  const std::string v1 = synth_demo(d, "v1", 1), v2 = synth_demo(d, "v2", 2);
   ServeProcess s({"--model", "chat@v1=" + v1, "--model", "chat@v2=" + v2, "--alias", "chat=chat@v1:50,chat@v2:50"},
                  ServeOptions{.env = {"ADMIN_KEY=adm-key"}});
   std::map<std::string, int> seen;
@@ -285,7 +278,7 @@ std::set<std::string> loaded_models(ServeProcess& s) {
 
 TEST(HotSwap, MemoryBudgetEvictsTheLeastRecentlyUsedIdleModel) {
   Dir d;
-  const std::string a = synth(d, "a", 1), b = synth(d, "b", 2);  // ~0.9 MB each: only one fits in 1.5 MB
+  const std::string a = synth_demo(d, "a", 1), b = synth_demo(d, "b", 2);  // ~0.9 MB each: only one fits in 1.5 MB
   ServeProcess s({"-q", "--model", "a=" + a, "--model", "b=" + b, "--set", "models.memory_budget=1.5MB"});
   auto loaded = [&] { return loaded_models(s); };
   ASSERT_EQ(s.req("POST", "/v1/chat/completions", chat("a")).status, 200);
@@ -299,7 +292,7 @@ TEST(HotSwap, MemoryBudgetEvictsTheLeastRecentlyUsedIdleModel) {
 // ~0.9 MB file): two files fit in 3.5 MB, two loaded models do not.
 TEST(HotSwap, MemoryBudgetCountsTheKvCache) {
   Dir d;
-  const std::string a = synth(d, "a", 1), b = synth(d, "b", 2);
+  const std::string a = synth_demo(d, "a", 1), b = synth_demo(d, "b", 2);
   ServeProcess s({"-q", "--model", "a=" + a, "--model", "b=" + b, "--set", "models.memory_budget=3.5MB"});
   auto loaded = [&] { return loaded_models(s); };
   ASSERT_EQ(s.req("POST", "/v1/chat/completions", chat("a")).status, 200);

@@ -80,11 +80,7 @@ bool lists(Server& s, const std::string& name) {
 
 TEST(Upstream, PoolOfOllamaAndOpenAIUpstreamsFailoverAndRecovery) {
   Dir d;
-  const std::string model = d / "m.gguf";
-  ASSERT_EQ(std::system((std::string(LMHOST_BINARY) + " synth --shape demo --type Q8_0 --seed 1 -o " + model +
-                         " >/dev/null 2>&1")
-                            .c_str()),
-            0);
+  const std::string model = lmhost::testing::synth_demo(d, "m", 1);
   auto a = std::make_unique<Server>(0, std::vector<std::string>{"--model", "shared=" + model});
   Server b(0, {"-q", "--model", "shared=" + model});
   const int pa = a->port();
@@ -414,11 +410,7 @@ TEST(Upstream, CompletionsGenerateAndEmbeddingsTranslatedBothWays) {
 // (400) is returned as is, not retried.
 TEST(Upstream, StaleModelIsServedByTheOtherAndBadInputIsNotRetried) {
   Dir d;
-  const std::string model = d / "m.gguf";
-  ASSERT_EQ(std::system((std::string(LMHOST_BINARY) + " synth --shape demo --type Q8_0 --seed 1 -o " + model +
-                         " >/dev/null 2>&1")
-                            .c_str()),
-            0);
+  const std::string model = lmhost::testing::synth_demo(d, "m", 1);
   Server a(0, {"-q", "--model", "m=" + model});
   auto b = std::make_unique<Server>(0, std::vector<std::string>{"-q", "--model", "m=" + model});
   const int pb = b->port();

@@ -55,6 +55,16 @@ class TempDir {
   std::filesystem::path path_;
 };
 
+// A demo-shape model written by `lmhost synth` to DIR/NAME.gguf (different
+// seeds, different files); throws when the command fails.
+inline std::string synth_demo(const TempDir& d, const std::string& name, int seed) {
+  const std::string out = d / (name + ".gguf");
+  const std::string cmd = std::string(LMHOST_BINARY) + " synth --shape demo --type Q8_0 --seed " +
+                          std::to_string(seed) + " -o " + out + " >/dev/null 2>&1";
+  if (std::system(cmd.c_str()) != 0) throw std::runtime_error("lmhost synth failed");
+  return out;
+}
+
 // Waits until pred() holds, polling every 100 ms (default: up to 10 s).
 template <class F>
 bool eventually(F pred, std::chrono::milliseconds limit = std::chrono::seconds(10)) {
