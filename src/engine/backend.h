@@ -3,6 +3,7 @@
 // tests may plug in a fake.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -30,6 +31,8 @@ class Backend {
   virtual std::span<const float> forward(std::span<const SeqToken> batch) = 0;
   virtual void clear_seq(int seq) = 0;
   virtual void truncate_seq(int seq, int n_keep) = 0;
+  // Bytes of its KV cache (what it holds beyond the model's weights); 0 when unknown.
+  virtual size_t kv_bytes() const { return 0; }
 };
 
 // A Backend over the model's own Context (n_seq sequences of n_ctx_per_seq positions each).

@@ -22,6 +22,7 @@ class ContextBackend final : public Backend {
   }
   void clear_seq(int seq) override { ctx_.clear_seq(seq); }
   void truncate_seq(int seq, int n_keep) override { ctx_.truncate_seq(seq, n_keep); }
+  size_t kv_bytes() const override { return ctx_.kv_bytes(); }
 
  private:
   Context ctx_;

@@ -298,12 +298,9 @@ void ServedModel::load(const EngineOptions& opts) {
     SchedulerOptions so;
     so.max_queue = opts.max_queue;
     so.chunk = opts.chunk;
-    sched_ = std::make_unique<Scheduler>(make_context_backend(model_, n_ctx, n_par, opts.n_threads), *tok_, so);
-    {
-      const HParams& hp = model_->hparams();
-      kv_bytes_ = static_cast<uint64_t>(hp.n_layer) * static_cast<uint64_t>(hp.n_embd_k_gqa() + hp.n_embd_v_gqa()) *
-                  static_cast<uint64_t>(n_ctx) * static_cast<uint64_t>(n_par) * sizeof(uint16_t);  // F16 cache
-    }
+    std::unique_ptr<Backend> backend = make_context_backend(model_, n_ctx, n_par, opts.n_threads);
+    kv_bytes_ = backend->kv_bytes();
+    sched_ = std::make_unique<Scheduler>(std::move(backend), *tok_, so);
     load_ms_ = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     const auto tw = std::chrono::steady_clock::now();
     warm_up();  // ready only once it has run a forward pass (first requests do not pay for cold pages)

@@ -89,7 +89,7 @@ class ServedModel {
   const std::string& chat_template_source() const { return template_source_; }
   std::string architecture() const { return arch_; }
   uint64_t file_bytes() const { return file_bytes_; }
-  // The KV cache of its contexts (n_ctx x parallel sequences, F16), 0 for an embedding model.
+  // The KV cache its context allocated (n_ctx x parallel sequences), 0 for an embedding model.
   uint64_t kv_bytes() const { return kv_bytes_; }
   // What it holds in memory when loaded: the mapped file plus its KV cache
   // (what /api/ps reports as size and the memory budget counts).
