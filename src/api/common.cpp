@@ -213,10 +213,7 @@ std::string render_chat(ServedModel& m, const ojson& messages, const ojson* tool
   if (!messages.is_array()) throw Error("'messages' must be a list of {role, content} objects", 400);
   if (messages.empty()) throw Error("'messages' must not be empty", 400);
   ojson msgs = ojson::array();
-  // The same messages with tool-call arguments as the client sent them (JSON
-  // text, from OpenAI clients): for templates that paste them as text.
-  ojson msgs_sent_args = ojson::array();
-  bool normalised = false;
+  bool normalised = false;  // tool-call arguments turned from JSON text into objects
   for (const auto& msg : messages) {
     if (!msg.is_object()) throw Error("each message must be an object with 'role' and 'content'", 400);
     auto role = msg.find("role");
@@ -246,9 +243,6 @@ std::string render_chat(ServedModel& m, const ojson& messages, const ojson* tool
       }
     }
     if (!has_content) out["content"] = std::string();
-    ojson sent = out;
-    if (auto tc = msg.find("tool_calls"); tc != msg.end() && out.contains("tool_calls")) sent["tool_calls"] = *tc;
-    msgs_sent_args.push_back(std::move(sent));
     msgs.push_back(std::move(out));
   }
   if (tools && !tools->is_null()) {
@@ -271,7 +265,9 @@ std::string render_chat(ServedModel& m, const ojson& messages, const ojson* tool
         // Templates that paste the arguments as text (DeepSeek, functionary)
         // fail on the object HF-style templates want: try the text as sent.
         if (!normalised) throw;
-        ctx["messages"] = msgs_sent_args;
+        ojson& sent = ctx["messages"];  // one per client message, in order
+        for (size_t i = 0; i < sent.size(); ++i)
+          if (sent[i].contains("tool_calls")) sent[i]["tool_calls"] = messages[i]["tool_calls"];
         return m.chat_template()->render(ctx);
       }
     } catch (const TemplateError& e) {
