@@ -276,17 +276,18 @@ std::optional<ToolParse> after_marker(std::string_view text, size_t at, ToolForm
   return out;
 }
 
-// Is this text a single token of the vocabulary (a special / added token)?
-bool has_token(const Tokenizer& tok, std::string_view text) {
+// The id of this text when it is a single special / added token of the vocabulary.
+std::optional<Token> special_token(const Tokenizer& tok, std::string_view text) {
   try {
     const auto ids = tok.encode(text, /*add_special=*/false, /*parse_special=*/true);
-    if (ids.size() != 1) return false;
+    if (ids.size() != 1) return std::nullopt;
     const TokenAttr a = tok.token_attr(ids[0]);
-    return (a == TokenAttr::Control || a == TokenAttr::UserDefined) && tok.token_text(ids[0]) == text;
+    if ((a == TokenAttr::Control || a == TokenAttr::UserDefined) && tok.token_text(ids[0]) == text) return ids[0];
   } catch (...) {
-    return false;
   }
+  return std::nullopt;
 }
+bool has_token(const Tokenizer& tok, std::string_view text) { return special_token(tok, text).has_value(); }
 
 }  // namespace
 
@@ -335,10 +336,8 @@ std::vector<int32_t> tool_marker_tokens(ToolFormat f, const Tokenizer& tok) {
     default: break;  // functionary, Command R+, json: plain text
   }
   std::vector<int32_t> ids;
-  for (std::string_view m : markers) {
-    if (!has_token(tok, m)) continue;
-    ids.push_back(tok.encode(m, /*add_special=*/false, /*parse_special=*/true)[0]);
-  }
+  for (std::string_view m : markers)
+    if (auto id = special_token(tok, m)) ids.push_back(*id);
   return ids;
 }
 
