@@ -26,6 +26,7 @@
 #include "ops/thread_pool.h"
 #include "tensor/gemv.h"
 #include "tensor/kernels.h"
+#include "tensor/packed.h"
 #include "tensor/types.h"
 #include "util/fp16.h"
 
@@ -112,9 +113,36 @@ int main(int argc, char** argv) {
   passes.push_back(read_pass("read (Q4_0 bytes)", w4, DType::Q4_0, r4));
   passes.push_back({"Q4_0 decode gemv", [&](int64_t r0, int64_t r1) { a4.gemv(v4, r0, r1, y.data() + r0); }, r4,
                     row_bytes(DType::Q4_0, K)});
+  // The same rows packed 16 to a group (packed.h), where this CPU has the kernels.
+  std::vector<float> pd(K / 32);
+  std::vector<int32_t> psum(K / 32);
+  std::vector<uint8_t> q8(row_bytes(DType::Q8_0, K));
+  quantize_row(DType::Q8_0, x.data(), q8.data(), K);
+  prepare_packed_act(q8.data(), K, pd.data(), psum.data());
+  const PackedAct pact{q8.data(), 0, pd.data(), psum.data(), 1};
+  std::vector<uint8_t> w4p, w8p;
+  auto packed_passes = [&](const std::vector<uint8_t>& w, std::vector<uint8_t>& wp, DType t, int64_t rows,
+                           const char* read_name, const char* name) {
+    const DType pt = packed_type(t, kernels());
+    if (pt == t) return;
+    const int64_t rp = rows / kPackRows * kPackRows;
+    const size_t rb = row_bytes(t, K);
+    wp.resize(rb * rp);
+    pack_x16(t, w.data(), rb, K, rp, wp.data());
+    const GemvPackedFn fn = kernels().gemv_packed[static_cast<uint32_t>(pt)];
+    passes.push_back(read_pass(read_name, wp, t, rp));
+    passes.push_back({name,
+                      [&wp, fn, rb, K, &pact, &y](int64_t r0, int64_t r1) {
+                        r0 = r0 / kPackRows * kPackRows, r1 = r1 / kPackRows * kPackRows;
+                        fn(K, wp.data() + r0 * rb, r1 - r0, pact, y.data() + r0, 0);
+                      },
+                      rp, rb});
+  };
+  packed_passes(w4, w4p, DType::Q4_0, r4, "read (Q4_0_X16)", "Q4_0_X16 gemv");
   passes.push_back(read_pass("read (Q8_0 bytes)", w8, DType::Q8_0, r8));
   passes.push_back({"Q8_0 decode", [&](int64_t r0, int64_t r1) { a8.gemv(v8, r0, r1, y.data() + r0); }, r8,
                     row_bytes(DType::Q8_0, K)});
+  packed_passes(w8, w8p, DType::Q8_0, r8, "read (Q8_0_X16)", "Q8_0_X16 gemv");
 
   auto time_pass = [&](const Pass& p, bool chunked) {
     const auto t0 = Clock::now();

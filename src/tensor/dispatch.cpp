@@ -43,6 +43,7 @@ namespace detail {
 void fill_gemm_avx512(Kernels& k);  // src/tensor/gemm_avx512.cpp
 void fill_gemv_avx512(Kernels& k);  // src/tensor/gemv_avx512.cpp: decode gemv beyond Q4_0
 void fill_f32_avx512(Kernels& k);   // src/tensor/f16_avx512.cpp: float element-wise (swiglu)
+void fill_packed_avx512(Kernels& k);  // src/tensor/packed_avx512.cpp: weights packed at load
 }  // namespace detail
 
 namespace {
@@ -59,6 +60,7 @@ Kernels build(Isa isa) {
   if (isa >= Isa::AVX512 && cpu >= static_cast<int>(Isa::AVX512)) detail::fill_gemm_avx512(k);
   if (isa >= Isa::AVX512 && cpu >= static_cast<int>(Isa::AVX512)) detail::fill_gemv_avx512(k);
   if (isa >= Isa::AVX512 && cpu >= static_cast<int>(Isa::AVX512)) detail::fill_f32_avx512(k);
+  if (isa >= Isa::AVX512 && cpu >= static_cast<int>(Isa::AVX512)) detail::fill_packed_avx512(k);
   return k;
 }
 
@@ -180,7 +182,8 @@ void prepare_gemm_act(DType act_type, const void* rows, size_t stride, int64_t n
 DType vec_dot_type(DType w) {
   switch (w) {
     case DType::F32: case DType::F16: case DType::BF16: return DType::F32;
-    case DType::Q4_0: case DType::Q5_0: case DType::Q8_0: return DType::Q8_0;
+    case DType::Q4_0: case DType::Q5_0: case DType::Q8_0: case DType::Q4_0_X16: case DType::Q8_0_X16:
+      return DType::Q8_0;
     case DType::Q4_1: case DType::Q5_1: return DType::Q8_1;
     case DType::Q2_K: case DType::Q3_K: case DType::Q4_K: case DType::Q5_K: case DType::Q6_K:
       return DType::Q8_K;

@@ -107,6 +107,24 @@ void prepare_gemm_act(DType act_type, const void* rows, size_t stride, int64_t n
 using GemmFn = void (*)(const void* w, size_t w_stride, int64_t rows, const GemmAct& act, int64_t g0, int64_t g1,
                         float* out, size_t out_stride);
 
+// Matrix-vector products for weights repacked at load (tensor/packed.h):
+// out[t * out_stride + r] = vec_dot(n, weight row r, activation row t) for
+// r < rows (a multiple of kPackRows) and t < act.T, weights w in the packed
+// layout from row 0. One decoded 16-row block serves every token, so this is
+// both the decode gemv (T = 1) and the small-batch product (T < 8). The
+// activation rows are Q8_0 with their scales as floats and their offset
+// corrections prepared once (prepare_packed_act).
+inline constexpr int kPackRows = 16;
+struct PackedAct {
+  const void* q8;        // T rows of BlockQ8_0, row t at q8 + t * q8_stride bytes
+  size_t q8_stride;
+  const float* d;        // d[t * nb + b]: the scale of block b of row t (nb = n / 32)
+  const int32_t* sum;    // sum[t * nb + b]: the sum of the quants of block b of row t (offset corrections)
+  int64_t T;
+};
+using GemvPackedFn = void (*)(int64_t n, const void* w, int64_t rows, const PackedAct& act, float* out,
+                              size_t out_stride);
+
 using SwigluFn = void (*)(const float* gate, const float* up, float* out, int64_t n);
 
 struct Kernels {
@@ -118,6 +136,9 @@ struct Kernels {
   AttnF16Fn attn_f16;                      // nullptr: ops uses its portable loop
   GemvFn gemv[kDTypeCount];                // indexed by the weight type; Q4_0 only so far (else nullptr)
   GemmFn gemm[kDTypeCount];  // prompt matmul (T >= 8) for Q8_0/Q8_K-activation types; nullptr: use vec_dot_tile
+  // Indexed by a packed type (Q4_0_X16); a packed type has no vec_dot: it is
+  // only used where gemv_packed and gemm are both set (packed.h).
+  GemvPackedFn gemv_packed[kDTypeCount];
   SwigluFn swiglu;           // out[i] = silu(gate[i]) * up[i]; out may alias gate or up
 };
 

@@ -13,9 +13,9 @@ namespace {
 
 constexpr std::array<DTypeInfo, kDTypeCount> make_table() {
   std::array<DTypeInfo, kDTypeCount> t{};
-  for (auto& e : t) e = DTypeInfo{"", 0, 0, false};
+  for (auto& e : t) e = DTypeInfo{"", 0, 0, false, false};
   auto set = [&](DType d, const char* name, int64_t bs, size_t ts, bool compute) {
-    t[static_cast<uint32_t>(d)] = DTypeInfo{name, bs, ts, compute};
+    t[static_cast<uint32_t>(d)] = DTypeInfo{name, bs, ts, compute, false};
   };
   set(DType::F32, "F32", 1, 4, true);
   set(DType::F16, "F16", 1, 2, true);
@@ -48,11 +48,16 @@ constexpr std::array<DTypeInfo, kDTypeCount> make_table() {
   set(DType::BF16, "BF16", 1, 2, true);
   set(DType::TQ1_0, "TQ1_0", 256, 54, false);
   set(DType::TQ2_0, "TQ2_0", 256, 66, false);
+  // 16 Q4_0 rows interleaved per group: the same bytes per row on average
+  set(DType::Q4_0_X16, "Q4_0_X16", 32, 18, true);
+  set(DType::Q8_0_X16, "Q8_0_X16", 32, 34, true);
+  t[static_cast<uint32_t>(DType::Q4_0_X16)].internal = true;
+  t[static_cast<uint32_t>(DType::Q8_0_X16)].internal = true;
   return t;
 }
 
 constexpr std::array<DTypeInfo, kDTypeCount> kTable = make_table();
-constexpr DTypeInfo kUnknown{"", 0, 0, false};
+constexpr DTypeInfo kUnknown{"", 0, 0, false, false};
 
 }  // namespace
 
@@ -70,7 +75,7 @@ const char* dtype_name(DType t) {
 std::optional<DType> dtype_from_name(std::string_view name) {
   for (uint32_t id = 0; id < kDTypeCount; ++id) {
     const DTypeInfo& info = kTable[id];
-    if (!info.block_size) continue;
+    if (!info.block_size || info.internal) continue;
     std::string_view n(info.name);
     if (n.size() != name.size()) continue;
     bool eq = true;

@@ -1,0 +1,53 @@
+// Weight layouts repacked at load for the decode kernels.
+//
+// A Q4_0 or Q8_0 matrix row is a run of blocks (fp16 scale, then quants); a
+// decode gemv over it gathers each block's scale and quants into vector
+// order per row and reduces every row on its own. The X16 layouts store the
+// same bytes with 16 rows interleaved: one sequential stream feeds 16 rows,
+// one vpdpbusd multiplies 4 quants of each of the 16 rows (one row per
+// 32-bit lane) with 4 broadcast activation quants, and the 16 scales convert
+// with one instruction.
+//
+// Layout (nb = K / 32 blocks per row, B = the plain block's bytes: 18 for
+// Q4_0, 34 for Q8_0): group g of rows 16g..16g+15 at g * nb * 16 * B bytes,
+// so row r0 (a multiple of 16) starts where it did, at r0 * row_bytes(K).
+// Block b of a group at b * 16 * B bytes:
+//   [0, 32)  the 16 rows' fp16 scales, row i at 2i
+//   then for j = 0 .. B / 4 - 1: 64 bytes, the 16 rows' quant bytes
+//            4j..4j+3 (row i at 4i).
+// Q4_0_X16: quant bytes as in the file (low nibbles are elements 4j..4j+3,
+// high nibbles 16+4j..16+4j+3; j < 4). Q8_0_X16: elements 4j..4j+3 (j < 8)
+// stored + 128 (xor 0x80), unsigned for vpdpbusd.
+//
+// Trade-off: the packed copy is anonymous memory (the file's pages are
+// dropped from the process's resident set once copied), so processes that
+// map the same file no longer share those pages.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "tensor/kernels.h"
+#include "tensor/types.h"
+
+namespace lmhost {
+
+// The packed layout for weights of type t that the kernels table k can use
+// (gemv_packed and gemm both set), or t itself when there is none.
+DType packed_type(DType t, const Kernels& k);
+// Whether a matrix of `rows` rows of K elements of type t can be packed.
+bool packable(DType t, int64_t K, int64_t rows, const Kernels& k);
+
+// rows (a multiple of kPackRows) rows of K elements of type t (Q4_0 or
+// Q8_0), row r at src + r * src_stride, into dst (rows * row_bytes(t, K)
+// bytes) in its X16 layout (Q4_0_X16 or Q8_0_X16).
+void pack_x16(DType t, const void* src, size_t src_stride, int64_t K, int64_t rows, void* dst);
+// The 16 rows of one packed group (type packed) back as plain rows, row i at
+// dst + i * row_bytes(K).
+void unpack_x16(DType packed, const void* group, int64_t K, void* dst);
+
+// Prepares one Q8_0 activation row of n elements for gemv_packed: d and sum
+// get n / 32 entries each (PackedAct).
+void prepare_packed_act(const void* q8_row, int64_t n, float* d, int32_t* sum);
+
+}  // namespace lmhost

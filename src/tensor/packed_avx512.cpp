@@ -1,0 +1,120 @@
+// Products with weights in the packed layouts of packed.h (AVX-512 VNNI).
+//
+// Per block of a 16-row group, 8 vectors hold 4 quants of each of the 16
+// rows (row i in 32-bit lane i) as unsigned bytes: Q4_0_X16 from four
+// 64-byte loads split into low and high nibbles, Q8_0_X16 from eight loads
+// (stored + 128). Vector j pairs with the activation quants 4j..4j+3 in both.
+// For each token, 8 vpdpbusd multiply them with the token's 4-quant chunks
+// broadcast to every lane, starting from the block's offset correction
+// (-8 * sum(a) for Q4_0's q - 8, -128 * sum(a) for Q8_0's + 128), so each
+// lane ends with row i's exact integer block dot product; one convert and one
+// FMA with (16 row scales, one vcvtph2ps) x the token's scale accumulate it.
+// A decoded block stays in registers for up to 4 tokens; no byte permutes and
+// no per-row horizontal sums.
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+
+#include <cstring>
+
+#include "tensor/blocks.h"
+#include "tensor/kernels.h"
+
+namespace lmhost::detail {
+namespace {
+
+using blocks::BlockQ8_0;
+
+inline __m512i bcast4(const int8_t* p) {
+  int32_t v;
+  std::memcpy(&v, p, 4);
+  return _mm512_set1_epi32(v);
+}
+
+struct Q4x16 {
+  static constexpr size_t kBlock = 288;  // bytes per block of a group
+  static constexpr int kCorrShift = 3;   // correction -8 * sum(a)
+  static void decode(const uint8_t* q, __m512i (&w)[8]) {
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; ++j) {
+      const __m512i v = _mm512_loadu_si512(q + 64 * j);
+      w[j] = _mm512_and_si512(v, m4);                             // elements 4j..4j+3
+      w[4 + j] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);  // elements 16+4j..
+    }
+  }
+};
+struct Q8x16 {
+  static constexpr size_t kBlock = 544;
+  static constexpr int kCorrShift = 7;  // -128 * sum(a)
+  static void decode(const uint8_t* q, __m512i (&w)[8]) {
+#pragma GCC unroll 8
+    for (int j = 0; j < 8; ++j) w[j] = _mm512_loadu_si512(q + 64 * j);
+  }
+};
+
+// Tokens [t0, t0 + NT) against one 16-row group of nb blocks.
+template <class L, int NT>
+inline void group_x16(const uint8_t* g, int64_t nb, const PackedAct& act, int64_t t0, float* out, size_t os) {
+  const BlockQ8_0* y[NT];
+  const float* d[NT];
+  const int32_t* sum[NT];
+  __m512 acc[NT];
+#pragma GCC unroll 4
+  for (int t = 0; t < NT; ++t) {
+    y[t] = reinterpret_cast<const BlockQ8_0*>(static_cast<const uint8_t*>(act.q8) + (t0 + t) * act.q8_stride);
+    d[t] = act.d + (t0 + t) * nb;
+    sum[t] = act.sum + (t0 + t) * nb;
+    acc[t] = _mm512_setzero_ps();
+  }
+  for (int64_t b = 0; b < nb; ++b) {
+    const uint8_t* p = g + b * L::kBlock;
+    const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+    __m512i w[8];
+    L::decode(p + 32, w);
+#pragma GCC unroll 4
+    for (int t = 0; t < NT; ++t) {
+      const int8_t* a = y[t][b].qs;
+      // two chains of 4 (vpdpbusd latency)
+      __m512i s0 = _mm512_dpbusd_epi32(_mm512_set1_epi32(-(sum[t][b] << L::kCorrShift)), w[0], bcast4(a));
+      __m512i s1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w[4], bcast4(a + 16));
+      s0 = _mm512_dpbusd_epi32(s0, w[1], bcast4(a + 4));
+      s1 = _mm512_dpbusd_epi32(s1, w[5], bcast4(a + 20));
+      s0 = _mm512_dpbusd_epi32(s0, w[2], bcast4(a + 8));
+      s1 = _mm512_dpbusd_epi32(s1, w[6], bcast4(a + 24));
+      s0 = _mm512_dpbusd_epi32(s0, w[3], bcast4(a + 12));
+      s1 = _mm512_dpbusd_epi32(s1, w[7], bcast4(a + 28));
+      acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1)), _mm512_mul_ps(dw, _mm512_set1_ps(d[t][b])),
+                               acc[t]);
+    }
+  }
+#pragma GCC unroll 4
+  for (int t = 0; t < NT; ++t) _mm512_storeu_ps(out + (t0 + t) * os, acc[t]);
+}
+
+template <class L>
+void gemv_x16(int64_t n, const void* w, int64_t rows, const PackedAct& act, float* out, size_t os) {
+  const int64_t nb = n / blocks::QK;
+  const size_t group_bytes = static_cast<size_t>(nb) * L::kBlock;
+  for (int64_t g = 0; g < rows / kPackRows; ++g) {
+    const uint8_t* gp = static_cast<const uint8_t*>(w) + g * group_bytes;
+    float* o = out + g * kPackRows;
+    int64_t t = 0;
+    for (; t + 4 <= act.T; t += 4) group_x16<L, 4>(gp, nb, act, t, o, os);
+    switch (act.T - t) {
+      case 3: group_x16<L, 3>(gp, nb, act, t, o, os); break;
+      case 2: group_x16<L, 2>(gp, nb, act, t, o, os); break;
+      case 1: group_x16<L, 1>(gp, nb, act, t, o, os); break;
+      default: break;
+    }
+  }
+}
+
+}  // namespace
+
+void fill_packed_avx512(Kernels& k) {
+  k.gemv_packed[static_cast<uint32_t>(DType::Q4_0_X16)] = gemv_x16<Q4x16>;
+  k.gemv_packed[static_cast<uint32_t>(DType::Q8_0_X16)] = gemv_x16<Q8x16>;
+}
+
+}  // namespace lmhost::detail

@@ -1,0 +1,147 @@
+// Weights packed at load (tensor/packed.h): the Q4_0_X16 and Q8_0_X16
+// layouts round-trip to the file's rows, the packed gemv (one token or a small
+// batch) equals the scalar vec_dot on the plain rows, the types never come
+// from a file or a name, and only CPUs with the kernels get a packed type.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "tensor/kernels.h"
+#include "tensor/packed.h"
+#include "tensor/types.h"
+#include "util/error.h"
+#include "util/fp16.h"
+#include "unit/test_random.h"
+
+using namespace lmhost;
+
+namespace {
+
+// rows rows of type t (Q4_0 or Q8_0) of K elements: random bytes with sane
+// scales (every quant code, -128 included) or quantized normal data with
+// outliers.
+std::vector<uint8_t> rows_of(DType t, int64_t K, int64_t rows, bool random_bytes, std::mt19937& rng) {
+  const size_t wrow = row_bytes(t, K), bs = dtype_info(t).type_size;
+  std::vector<uint8_t> w(wrow * rows);
+  for (int64_t r = 0; r < rows; ++r) {
+    if (random_bytes) {
+      for (size_t i = 0; i < wrow; ++i) w[r * wrow + i] = static_cast<uint8_t>(rng());
+      for (size_t o = 0; o < wrow; o += bs) {
+        const uint16_t h = fp32_to_fp16((rng() % 2 ? -1.0f : 1.0f) * (0.01f + 0.001f * static_cast<float>(rng() % 50)));
+        std::memcpy(&w[r * wrow + o], &h, 2);
+      }
+    } else {
+      const auto x = lmhost::testing::normal(K, rng, 1.0f, 61, 5.0f);
+      quantize_row(t, x.data(), w.data() + r * wrow, K);
+    }
+  }
+  return w;
+}
+
+DType packed_of(DType t) { return t == DType::Q4_0 ? DType::Q4_0_X16 : DType::Q8_0_X16; }
+
+void check_gemv(DType wt, int64_t K, int64_t rows, int64_t T, bool random_bytes, uint32_t seed) {
+  const GemvPackedFn gemv = kernels_for(Isa::AVX512).gemv_packed[static_cast<uint32_t>(packed_of(wt))];
+  ASSERT_NE(gemv, nullptr) << dtype_name(wt);
+  const VecDotFn dot = kernels_for(Isa::Scalar).vec_dot[static_cast<uint32_t>(wt)];
+  std::mt19937 rng(seed);
+  const size_t wrow = row_bytes(wt, K);
+  const auto w = rows_of(wt, K, rows, random_bytes, rng);
+  std::vector<uint8_t> wp(w.size());
+  pack_x16(wt, w.data(), wrow, K, rows, wp.data());
+  // Activation rows with a stride wider than a row (rows of a batch buffer).
+  const size_t qrow = row_bytes(DType::Q8_0, K), qstride = qrow + 34;
+  std::vector<uint8_t> aq(qstride * T);
+  const int64_t nb = K / 32;
+  std::vector<float> d(nb * T);
+  std::vector<int32_t> corr(nb * T);
+  for (int64_t t = 0; t < T; ++t) {
+    const auto a = lmhost::testing::normal(K, rng, 1.0f, 61, 5.0f);
+    quantize_row(DType::Q8_0, a.data(), aq.data() + t * qstride, K);
+    prepare_packed_act(aq.data() + t * qstride, K, d.data() + t * nb, corr.data() + t * nb);
+  }
+  const size_t os = rows + 5;
+  std::vector<float> out(os * T + 1, -12345.0f);
+  gemv(K, wp.data(), rows, PackedAct{aq.data(), qstride, d.data(), corr.data(), T}, out.data(), os);
+  for (int64_t t = 0; t < T; ++t) {
+    for (int64_t r = 0; r < rows; ++r) {
+      const float want = dot(K, w.data() + r * wrow, aq.data() + t * qstride);
+      // Same integer block sums; only the float summation order differs.
+      ASSERT_NEAR(out[t * os + r], want, 1e-4f * (1.0f + std::fabs(want)) + 1e-5f * static_cast<float>(K))
+          << dtype_name(wt) << " K=" << K << " rows=" << rows << " T=" << T << " row " << r << " token " << t;
+    }
+    for (size_t r = rows; r < os; ++r) ASSERT_EQ(out[t * os + r], -12345.0f) << "wrote past the last row";
+  }
+  EXPECT_EQ(out[os * T], -12345.0f) << "wrote past the last token";
+}
+
+}  // namespace
+
+TEST(Packed, RoundTripsToTheFileRows) {
+  std::mt19937 rng(5);
+  for (DType wt : {DType::Q4_0, DType::Q8_0})
+    for (int64_t nb : {1, 3, 28}) {
+      const int64_t K = nb * 32, rows = 48;
+      const size_t wrow = row_bytes(wt, K);
+      const auto w = rows_of(wt, K, rows, true, rng);
+      std::vector<uint8_t> wp(w.size(), 0xAB);
+      pack_x16(wt, w.data(), wrow, K, rows, wp.data());
+      EXPECT_NE(wp, w) << "packing must change the layout";
+      // group g starts where row 16g did
+      for (int64_t g = 0; g < rows / kPackRows; ++g) {
+        const size_t at = g * kPackRows * wrow;
+        std::vector<uint8_t> back(kPackRows * wrow);
+        unpack_x16(packed_of(wt), wp.data() + at, K, back.data());
+        ASSERT_EQ(0, std::memcmp(back.data(), w.data() + at, back.size()))
+            << dtype_name(wt) << " nb=" << nb << " group " << g;
+      }
+    }
+  EXPECT_THROW(unpack_x16(DType::Q4_0, nullptr, 32, nullptr), Error) << "not a packed layout";
+}
+
+TEST(Packed, GemvMatchesScalarVecDot) {
+  if (detect_isa() < Isa::AVX512) GTEST_SKIP() << "this CPU has no AVX-512 VNNI";
+  uint32_t seed = 1;
+  for (DType wt : {DType::Q4_0, DType::Q8_0})
+    for (int64_t nb : {1, 2, 3, 7, 28, 152})
+      for (int64_t rows : {16, 48})
+        for (int64_t T : {1, 2, 3, 4, 5, 7, 8, 9}) {
+          const bool rb = seed % 2 == 0;
+          check_gemv(wt, nb * 32, rows, T, rb, seed++);
+        }
+}
+
+TEST(Packed, TypeIsInternal) {
+  const DTypeInfo& info = dtype_info(DType::Q4_0_X16);
+  EXPECT_TRUE(info.internal);
+  EXPECT_EQ(info.block_size, 32);
+  for (DType wt : {DType::Q4_0, DType::Q8_0}) {
+    const DType p = packed_of(wt);
+    EXPECT_TRUE(dtype_info(p).internal);
+    EXPECT_EQ(row_bytes(p, 896), row_bytes(wt, 896)) << "same bytes, other order";
+    EXPECT_GE(static_cast<uint32_t>(p), kFirstInternalDType);
+    EXPECT_FALSE(dtype_from_name(dtype_name(p)).has_value()) << "a user cannot ask for an internal layout";
+    EXPECT_EQ(vec_dot_type(p), DType::Q8_0);
+  }
+  for (uint32_t t = 0; t < kFirstInternalDType; ++t) EXPECT_FALSE(dtype_info(static_cast<DType>(t)).internal);
+}
+
+TEST(Packed, OnlyWhereTheKernelsExist) {
+  // The portable tables have no packed kernels: weights stay as in the file.
+  EXPECT_EQ(packed_type(DType::Q4_0, kernels_for(Isa::Scalar)), DType::Q4_0);
+  EXPECT_EQ(packed_type(DType::Q4_0, kernels_for(Isa::AVX2)), DType::Q4_0);
+  EXPECT_FALSE(packable(DType::Q4_0, 896, 64, kernels_for(Isa::Scalar)));
+  EXPECT_EQ(packed_type(DType::Q8_0, kernels_for(Isa::Scalar)), DType::Q8_0);
+  if (detect_isa() < Isa::AVX512) GTEST_SKIP() << "this CPU has no AVX-512 VNNI";
+  const Kernels& k = kernels_for(Isa::AVX512);
+  EXPECT_EQ(packed_type(DType::Q4_0, k), DType::Q4_0_X16);
+  EXPECT_EQ(packed_type(DType::Q8_0, k), DType::Q8_0_X16);
+  EXPECT_EQ(packed_type(DType::Q4_K, k), DType::Q4_K) << "no packed layout";
+  EXPECT_TRUE(packable(DType::Q4_0, 896, 64, k));
+  EXPECT_FALSE(packable(DType::Q4_0, 896, 72, k)) << "rows not a multiple of 16";
+  EXPECT_FALSE(packable(DType::Q4_0, 40, 64, k)) << "rows not whole blocks";
+  EXPECT_FALSE(packable(DType::Q6_K, 896, 64, k));
+}
