@@ -583,6 +583,17 @@ File::~File() {
   if (mapped_ && base_) ::munmap(const_cast<uint8_t*>(base_), size_);
 }
 
+void File::release(const void* p, size_t n) const {
+  if (!mapped_ || n == 0) return;
+  const auto* b = static_cast<const uint8_t*>(p);
+  if (b < base_ || b + n > base_ + size_) return;
+  const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const uintptr_t lo = (reinterpret_cast<uintptr_t>(b) + page - 1) / page * page;
+  const uintptr_t hi = reinterpret_cast<uintptr_t>(b + n) / page * page;
+  // A private read-only file mapping: dropped pages come back from the file if touched.
+  if (hi > lo) ::madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_DONTNEED);
+}
+
 const Value* File::find(std::string_view key) const {
   auto it = kv_index_.find(key);
   return it == kv_index_.end() ? nullptr : &kv_[it->second];

@@ -97,6 +97,12 @@ class File {
   std::optional<int64_t> get_arch_int(std::string_view suffix) const;
   std::optional<double> get_arch_float(std::string_view suffix) const;
 
+  // Drops the whole pages of [p, p + n) (inside the file) from this
+  // process's resident memory, for tensors the caller keeps in another form;
+  // they are read back from the file if touched again. No effect on
+  // in-memory images (from_bytes).
+  void release(const void* p, size_t n) const;
+
   const std::vector<TensorInfo>& tensors() const { return tensors_; }
   const TensorInfo* tensor(std::string_view name) const;  // nullptr if absent
 

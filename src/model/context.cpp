@@ -3,6 +3,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <new>
+#include <numeric>
 #include <string>
 
 #include "model/model.h"
@@ -171,7 +172,9 @@ void Context::forward_one(const BatchEntry& e, float* logits_out) {
   // thread on the 0.5B shape's smallest matrices. Measured tg128, 2 threads,
   // interleaved: 256 KiB beat 64 KiB by 5-18 % on qwen2.5-0.5b Q4_0/Q8_0/Q4_K_M
   // and llama-3.2-1b Q4_0; 32 KiB was slower still, 1 MiB no better.
+  // Packed weights (tensor/packed.h) split only between their 16-row groups.
   auto chunks = [](const TensorView& W, int64_t align, int64_t bytes) {
+    if (dtype_info(W.type).internal) align = std::lcm(align, int64_t{kPackRows});
     return ops::split_rows(W.n_rows(), align, bytes / static_cast<int64_t>(std::max<size_t>(W.row_stride(), 1)));
   };
   constexpr int64_t kChunk = 256 << 10;

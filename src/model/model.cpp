@@ -1,11 +1,15 @@
 #include "model/model.h"
 #include "model/weights.h"
 
+#include <atomic>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <string>
+#include <thread>
 
 #include "tensor/kernels.h"
+#include "tensor/packed.h"
 #include "util/error.h"
 #include "util/fp16.h"
 
@@ -81,7 +85,15 @@ HParams HParams::from_gguf(const gguf::File& f) {
   return hp;
 }
 
-std::shared_ptr<Model> Model::load(std::shared_ptr<gguf::File> file) {
+bool Model::pack_by_default() {
+  static const bool on = [] {
+    const char* v = std::getenv("LMHOST_PACK");
+    return !(v && std::string(v) == "0");
+  }();
+  return on;
+}
+
+std::shared_ptr<Model> Model::load(std::shared_ptr<gguf::File> file, bool pack) {
   if (!file) throw Error("Model::load: no file");
   std::shared_ptr<Model> m(new Model());
   m->file_ = file;
@@ -150,7 +162,47 @@ std::shared_ptr<Model> Model::load(std::shared_ptr<gguf::File> file) {
   }
   for (float ff : rc.freq_factors)
     if (!(ff > 0.0f)) throw Error(f.path() + ": rope frequency factors must be positive");
+  if (pack) m->pack_weights();
   return m;
+}
+
+// The layer matrices and the output matrix that have a packed layout on this
+// CPU are copied into it, two threads at a time; their file pages are
+// released, so resident memory stays about the file's size. The token
+// embedding table is never packed: a tied output matrix is packed as the
+// output, and the embedding lookups read single rows of the file again.
+void Model::pack_weights() {
+  const Kernels& k = kernels();
+  std::vector<TensorView*> todo;
+  auto consider = [&](TensorView& W) {
+    if (packable(W.type, W.ne[0], W.n_rows(), k)) todo.push_back(&W);
+  };
+  for (LayerWeights& L : layers_)
+    for (TensorView* W : {&L.wq, &L.wk, &L.wv, &L.wo, &L.ffn_gate, &L.ffn_up, &L.ffn_down}) consider(*W);
+  consider(output_);  // when tied, token_embd_ keeps reading the file's rows
+  if (todo.empty()) return;
+  std::vector<size_t> at(todo.size());
+  size_t total = 0;
+  for (size_t i = 0; i < todo.size(); ++i) {
+    at[i] = total;
+    total += (todo[i]->nbytes + 63) / 64 * 64;
+  }
+  packed_ = AnonMemory(total);
+  std::atomic<size_t> next{0};
+  auto work = [&] {
+    for (size_t i; (i = next.fetch_add(1)) < todo.size();) {
+      TensorView& W = *todo[i];
+      uint8_t* dst = packed_.data() + at[i];
+      pack_x16(W.type, W.data, W.row_stride(), W.ne[0], W.n_rows(), dst);
+      file_->release(W.data, W.nbytes);
+      W.data = dst;
+      W.type = packed_type(W.type, k);
+    }
+  };
+  std::thread helper(work);
+  work();
+  helper.join();
+  packed_bytes_ = total;
 }
 
 size_t Model::weight_bytes() const {

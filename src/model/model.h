@@ -20,6 +20,7 @@
 #include "ops/ops.h"
 #include "ops/thread_pool.h"
 #include "tensor/tensor.h"
+#include "util/anon_memory.h"
 
 namespace lmhost {
 
@@ -69,7 +70,10 @@ class Model {
  public:
   // Binds every weight by name and checks its shape and type; throws
   // lmhost::Error naming the tensor that is missing or wrong.
-  static std::shared_ptr<Model> load(std::shared_ptr<gguf::File> file);
+  // pack: repack the matrices that have a packed layout on this CPU (see
+  // packed_bytes); the default is on unless LMHOST_PACK=0.
+  static std::shared_ptr<Model> load(std::shared_ptr<gguf::File> file, bool pack = pack_by_default());
+  static bool pack_by_default();
 
   const HParams& hparams() const { return hp_; }
   const gguf::File& file() const { return *file_; }
@@ -81,10 +85,17 @@ class Model {
   const std::vector<LayerWeights>& layers() const { return layers_; }
   const ops::RopeConfig& rope_config() const { return rope_; }
   size_t weight_bytes() const;  // bytes of all bound tensors
+  // Bytes of the matrices repacked at load for the decode kernels
+  // (tensor/packed.h; anonymous memory, their file pages released). 0 with
+  // LMHOST_PACK=0 or on CPUs without the packed kernels.
+  size_t packed_bytes() const { return packed_bytes_; }
 
  private:
   Model() = default;
+  void pack_weights();
   std::shared_ptr<gguf::File> file_;
+  AnonMemory packed_;
+  size_t packed_bytes_ = 0;
   HParams hp_;
   TensorView token_embd_, output_;
   bool tied_output_ = false;

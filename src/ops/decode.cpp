@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <string>
 
+#include "tensor/packed.h"
 #include "tensor/types.h"
 #include "util/error.h"
 
@@ -23,7 +24,7 @@ bool use_q8_gemv() {
 
 void DecodeAct::setup(int64_t K, std::initializer_list<const TensorView*> weights) {
   K_ = K;
-  need_q8_0_ = need_gemv_ = need_q8n_ = need_q8_k_ = need_q8_1_ = false;
+  need_q8_0_ = need_gemv_ = need_q8n_ = need_packed_ = need_q8_k_ = need_q8_1_ = false;
   const Kernels& kr = kernels();
   for (const TensorView* W : weights) {
     const uint32_t wt = static_cast<uint32_t>(W->type);
@@ -31,7 +32,7 @@ void DecodeAct::setup(int64_t K, std::initializer_list<const TensorView*> weight
     if (wt >= kDTypeCount || wi.block_size == 0)
       throw Error("matmul: tensor '" + W->name + "' has an unknown type id " + std::to_string(wt));
     if (W->ne[0] != K) throw Error("matmul: tensor '" + W->name + "' does not match the input width");
-    if (!kr.vec_dot[wt])
+    if (!kr.vec_dot[wt] && !kr.gemv_packed[wt])
       throw Error("matmul: tensor '" + W->name + "' has type " + dtype_name(W->type) +
                   ", which lmhost cannot compute with yet");
     const DType qt = vec_dot_type(W->type);
@@ -42,6 +43,7 @@ void DecodeAct::setup(int64_t K, std::initializer_list<const TensorView*> weight
     if (qt == DType::Q8_0) {
       need_q8_0_ = true;
       if (kr.gemv[wt]) need_gemv_ = true;
+      if (kr.gemv_packed[wt]) need_packed_ = true;
       if (W->type == DType::Q8_0 && use_q8_gemv() && gemv_q8_0_kernel()) need_q8n_ = true;
     } else if (qt == DType::Q8_K) {
       need_q8_k_ = true;
@@ -60,6 +62,10 @@ void DecodeAct::setup(int64_t K, std::initializer_list<const TensorView*> weight
     grow(gd_, static_cast<size_t>(gemv_act_lanes(K)));
     grow(gcorr_, static_cast<size_t>(gemv_act_lanes(K)));
   }
+  if (need_packed_) {
+    grow(pd_, static_cast<size_t>(K / 32));
+    grow(psum_, static_cast<size_t>(K / 32));
+  }
   if (need_q8n_) {
     grow(nqs_, static_cast<size_t>(K));
     grow(nd_, static_cast<size_t>(gemv_q8_lanes(K)));
@@ -77,6 +83,7 @@ void DecodeAct::quantize_range(const float* x, int64_t e0, int64_t e1) {
     // e0 is a multiple of 256: whole groups of 8 blocks (a half group only at the end of the row)
     if (need_gemv_)
       prepare_gemv_act(q, n, gqs_.data() + e0, gd_.data() + gemv_act_lanes(e0), gcorr_.data() + gemv_act_lanes(e0));
+    if (need_packed_) prepare_packed_act(q, n, pd_.data() + e0 / 32, psum_.data() + e0 / 32);
     if (need_q8n_)
       prepare_gemv_act_q8(q, n, nqs_.data() + e0, nd_.data() + gemv_q8_lanes(e0), ncorr_.data() + gemv_q8_lanes(e0));
   }
@@ -94,6 +101,14 @@ void DecodeAct::gemv(const TensorView& W, int64_t r0, int64_t r1, float* y) cons
   const uint8_t* w = static_cast<const uint8_t*>(W.data) + r0 * ws;
   const DType qt = vec_dot_type(W.type);
   if (qt == DType::Q8_0) {
+    if (need_packed_ && kr.gemv_packed[wt]) {
+      if (r0 % kPackRows != 0 || ((r1 - r0) % kPackRows != 0))
+        throw Error("matmul: rows " + std::to_string(r0) + ".." + std::to_string(r1) + " of '" + W.name +
+                    "' split a packed group of " + std::to_string(kPackRows));
+      const PackedAct act{q8_0_.data(), 0, pd_.data(), psum_.data(), 1};
+      kr.gemv_packed[wt](K_, w, r1 - r0, act, y, 0);
+      return;
+    }
     if (need_gemv_ && kr.gemv[wt]) {
       const GemvAct act{q8_0_.data(), gqs_.data(), gd_.data(), gcorr_.data()};
       kr.gemv[wt](K_, w, ws, r1 - r0, act, y);

@@ -36,7 +36,8 @@ class DecodeAct {
     quantize_range(x, 0, K_);
   }
 
-  // y[i] = dot(W row r0 + i, x) for r0 + i < r1.
+  // y[i] = dot(W row r0 + i, x) for r0 + i < r1 (r0 and r1 multiples of
+  // kPackRows for packed weights).
   void gemv(const TensorView& W, int64_t r0, int64_t r1, float* y) const;
 
   int64_t K() const { return K_; }
@@ -44,12 +45,16 @@ class DecodeAct {
  private:
   int64_t K_ = 0;
   const float* x_ = nullptr;
-  bool need_q8_0_ = false, need_gemv_ = false, need_q8n_ = false, need_q8_k_ = false, need_q8_1_ = false;
+  bool need_q8_0_ = false, need_gemv_ = false, need_q8n_ = false, need_packed_ = false, need_q8_k_ = false,
+       need_q8_1_ = false;
   std::vector<uint8_t> q8_0_, q8_k_, q8_1_;
   // Q4_0/Q5_0 gemv layout (GemvAct) and the Q8_0 gemv layout (GemvActQ8)
   std::vector<int8_t> gqs_, nqs_;
   std::vector<float> gd_, nd_;
   std::vector<int32_t> gcorr_, ncorr_;
+  // packed weights (PackedAct): block scales and quant sums
+  std::vector<float> pd_;
+  std::vector<int32_t> psum_;
 };
 
 // Splits [0, n) into chunks of about `want` items, each a multiple of `align`

@@ -7,6 +7,7 @@
 
 #include "tensor/encoder_kernels.h"
 #include "tensor/kernels.h"
+#include "tensor/packed.h"
 #include "util/error.h"
 #include "util/fp16.h"
 
@@ -47,6 +48,7 @@ struct PreparedJob {
   VecDotTileFn tile_fn;  // null: row kernel only
   GemvFn gemv;           // decode (T == 1) fast path, or null
   GemmFn gemm;           // prompt (T >= 2) fast path for Q8_0 activations, or null
+  GemvPackedFn packed;   // packed weights (tensor/packed.h) when gemm is not used: tokens x 16-row groups
   int64_t g_chunk = 0;    // gemm: token groups per task
   const uint8_t* act;
   size_t qrow, wrow;
@@ -73,8 +75,9 @@ void matmul_multi(std::span<const MatmulJob> jobs, const float* X, int64_t T, Th
       throw Error("matmul: tensor '" + W.name + "' has an unknown type id " + std::to_string(wt));
     if (W.ne[0] != K) throw Error("matmul: tensor '" + W.name + "' does not match the input width");
     const VecDotFn dot = kr.vec_dot[wt];
-    if (!dot) throw Error("matmul: tensor '" + W.name + "' has type " + dtype_name(W.type) +
-                          ", which lmhost cannot compute with yet");
+    if (!dot && !kr.gemv_packed[wt])
+      throw Error("matmul: tensor '" + W.name + "' has type " + dtype_name(W.type) +
+                  ", which lmhost cannot compute with yet");
     const DType qt = vec_dot_type(W.type);
     const DTypeInfo& qi = dtype_info(qt);
     if (K % wi.block_size != 0 || qi.block_size == 0 || K % qi.block_size != 0)
@@ -88,6 +91,12 @@ void matmul_multi(std::span<const MatmulJob> jobs, const float* X, int64_t T, Th
     pj.gemv = T == 1 && qt == DType::Q8_0 ? kr.gemv[wt] : nullptr;
     // Below ~8 tokens a 16-token group is mostly padding: the 4x4 tiles win.
     pj.gemm = T >= 8 && (qt == DType::Q8_0 || qt == DType::Q8_K) ? kr.gemm[wt] : nullptr;
+    pj.packed = pj.gemm ? nullptr : kr.gemv_packed[wt];
+    if (!dot && !pj.gemm && !pj.packed)
+      throw Error("matmul: tensor '" + W.name + "' has type " + dtype_name(W.type) + " and no kernel for " +
+                  std::to_string(T) + " tokens");
+    if (pj.packed && W.n_rows() % kPackRows != 0)
+      throw Error("matmul: packed tensor '" + W.name + "' has rows that are not whole groups");
     pj.K = K;
     pj.N = W.n_rows();
     pj.qrow = row_bytes(qt, K);
@@ -131,6 +140,23 @@ void matmul_multi(std::span<const MatmulJob> jobs, const float* X, int64_t T, Th
     }
     prepare_gemv_act(pj.act, K, gemv_qs.data(), gemv_d.data(), gemv_corr.data());
     gact = {pj.act, gemv_qs.data(), gemv_d.data(), gemv_corr.data()};
+    break;
+  }
+
+  // Packed weights: every token's block scales and quant sums, once.
+  thread_local std::vector<float> packed_d;
+  thread_local std::vector<int32_t> packed_sum;
+  PackedAct pact{};
+  for (const PreparedJob& pj : prep) {
+    if (!pj.packed) continue;
+    const int64_t nb = K / 32;
+    if (packed_d.size() < static_cast<size_t>(nb * T)) {
+      packed_d.resize(nb * T);
+      packed_sum.resize(nb * T);
+    }
+    for (int64_t t = 0; t < T; ++t)
+      prepare_packed_act(pj.act + t * pj.qrow, K, packed_d.data() + t * nb, packed_sum.data() + t * nb);
+    pact = {pj.act, pj.qrow, packed_d.data(), packed_sum.data(), T};
     break;
   }
 
@@ -185,6 +211,7 @@ void matmul_multi(std::span<const MatmulJob> jobs, const float* X, int64_t T, Th
     int64_t rows = std::clamp<int64_t>(static_cast<int64_t>(65536 / std::max<size_t>(pj.wrow, 1)), 8, 256);
     const int64_t want_chunks = std::max<int64_t>(1, (4 * nt + n_tb - 1) / n_tb);
     rows = std::min(rows, std::max<int64_t>(1, (pj.N + want_chunks - 1) / want_chunks));
+    if (pj.packed) rows = (rows + kPackRows - 1) / kPackRows * kPackRows;  // whole groups
     pj.rows = rows;
     pj.n_chunks = (pj.N + rows - 1) / rows;
     pj.n_tasks = pj.n_chunks * n_tb;
@@ -209,6 +236,13 @@ void matmul_multi(std::span<const MatmulJob> jobs, const float* X, int64_t T, Th
     }
     if (pj.gemv) {
       pj.gemv(pj.K, wdata + r0 * pj.wrow, pj.wrow, r1 - r0, gact, pj.Y + r0);
+      return;
+    }
+    if (pj.packed) {
+      const int64_t nb = pj.K / 32;
+      const PackedAct a{static_cast<const uint8_t*>(pact.q8) + t_begin * pact.q8_stride, pact.q8_stride,
+                        pact.d + t_begin * nb, pact.sum + t_begin * nb, t_end - t_begin};
+      pj.packed(pj.K, wdata + r0 * pj.wrow, r1 - r0, a, pj.Y + t_begin * pj.N + r0, static_cast<size_t>(pj.N));
       return;
     }
     if (!pj.tile_fn) {

@@ -10,6 +10,7 @@
 #include "gguf/gguf.h"
 #include "model/model.h"
 #include "tensor/kernels.h"
+#include "tensor/packed.h"
 #include "util/error.h"
 
 using namespace lmhost;
@@ -227,6 +228,42 @@ INSTANTIATE_TEST_SUITE_P(
       return std::get<0>(info.param) + "_" + dtype_name(std::get<1>(info.param)) + "_kv" +
              dtype_name(std::get<2>(info.param));
     });
+
+// Q4_0 and Q8_0 matrices repacked at load (tensor/packed.h) give the logits
+// of the file's layout on every path: prompt batches (gemm), small batches
+// (the packed gemv with several tokens), and decode. An output matrix whose
+// rows are not whole 16-row groups stays as it is; a tied one is packed as
+// the output while the embedding lookups keep reading the file's rows.
+TEST(Model, PackedWeightsGiveTheSameLogits) {
+  for (const DType wt : {DType::Q4_0, DType::Q8_0}) {
+    SCOPED_TRACE(dtype_name(wt));
+    TinySpec s;
+    s.wtype = wt;
+    s.tied = wt == DType::Q8_0;
+    s.n_vocab = wt == DType::Q8_0 ? 320 : 300;
+    const auto file = make_model(s);
+    auto plain = Model::load(file, false);
+    auto packed = Model::load(file, true);
+    EXPECT_EQ(plain->packed_bytes(), 0u);
+    EXPECT_EQ(plain->layers()[0].wq.type, wt);
+    if (packed_type(wt, kernels()) == wt) GTEST_SKIP() << "no packed kernels on this CPU";
+    const DType pt = packed_type(wt, kernels());
+    EXPECT_GT(packed->packed_bytes(), 0u);
+    for (const LayerWeights& L : packed->layers())
+      for (const TensorView* W : {&L.wq, &L.wk, &L.wv, &L.wo, &L.ffn_gate, &L.ffn_up, &L.ffn_down})
+        EXPECT_EQ(W->type, pt) << W->name;
+    EXPECT_EQ(packed->output().type, s.n_vocab % kPackRows == 0 ? pt : wt);
+    EXPECT_EQ(packed->token_embd().type, wt);
+    for (int T : {1, 3, 20}) {
+      Context a(plain, 64, 1, 2), b(packed, 64, 1, 2);
+      const auto toks = tokens(T, 7, s.n_vocab);
+      expect_close(eval_batch(b, toks), eval_batch(a, toks), path_tol(DType::F16), "batch of " + std::to_string(T));
+      const auto more = tokens(4, 8, s.n_vocab);
+      expect_close(eval_one_by_one(b, more), eval_one_by_one(a, more), path_tol(DType::F16),
+                   "decode after " + std::to_string(T));
+    }
+  }
+}
 
 TEST(Model, DeterministicAcrossRunsAndThreadCounts) {
   auto model = Model::load(make_model(TinySpec{}));
