@@ -7,12 +7,14 @@
 //
 //   pack_bench MODEL.gguf [threads=2] [rounds=15] [tokens=16]
 //
-// Also a 512-token prompt batch, alternating the same way (the packed
-// layout is unpacked per 16-row panel there).
+// Also decode steps of 2-16 streams at once (continuous batching) and a
+// 512-token prompt batch, alternating the same way.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <functional>
+#include <string>
 #include <vector>
 
 #include "gguf/gguf.h"
@@ -29,7 +31,7 @@ double median(std::vector<double> v) {
 
 // Tokens per second of one prompt batch of n tokens (logits of the last).
 double prompt(Context& ctx, int n) {
-  ctx.clear_seq(0);
+  ctx.clear();
   std::vector<BatchEntry> b;
   for (int i = 0; i < n; ++i) b.push_back({static_cast<Token>(100 + i), static_cast<int32_t>(i), 0, i + 1 == n});
   const auto t0 = std::chrono::steady_clock::now();
@@ -37,15 +39,33 @@ double prompt(Context& ctx, int n) {
   return n / std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-// Tokens per second of n decode steps after an empty context.
-double decode(Context& ctx, int n) {
-  ctx.clear_seq(0);
+// Tokens per second of n decode steps of `streams` sequences at once (one
+// token each per step, as the server's continuous batching runs them).
+double decode(Context& ctx, int n, int streams) {
+  ctx.clear();
+  std::vector<BatchEntry> b(streams);
   const auto t0 = std::chrono::steady_clock::now();
   for (int i = 0; i < n; ++i) {
-    const BatchEntry e{static_cast<Token>(100 + i), static_cast<int32_t>(i), 0, true};
-    ctx.forward(std::span<const BatchEntry>(&e, 1));
+    for (int s = 0; s < streams; ++s) b[s] = {static_cast<Token>(100 + i + 7 * s), i, s, true};
+    ctx.forward(b);
   }
-  return n / std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return static_cast<double>(n) * streams / std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// fn on the packed and the plain context alternately (which goes first
+// alternates too); prints the medians and the median per-round ratio.
+void ab(const char* what, int rounds, Context& cp, Context& cf, const std::function<double(Context&)>& fn) {
+  fn(cp), fn(cf);  // page in, warm up
+  std::vector<double> tp, tf, ratio;
+  for (int r = 0; r < rounds; ++r) {
+    double p = 0, f = 0;
+    if (r % 2 == 0) p = fn(cp), f = fn(cf);
+    else f = fn(cf), p = fn(cp);
+    tp.push_back(p), tf.push_back(f), ratio.push_back(p / f);
+  }
+  std::printf("%-28s packed %7.1f tok/s  file layout %7.1f tok/s  ratio %.3f (min %.3f, max %.3f)\n", what,
+              median(tp), median(tf), median(ratio), *std::min_element(ratio.begin(), ratio.end()),
+              *std::max_element(ratio.begin(), ratio.end()));
 }
 
 }  // namespace
@@ -67,25 +87,14 @@ int main(int argc, char** argv) {
   auto ms = [](auto a, auto b) { return std::chrono::duration<double, std::milli>(b - a).count(); };
   std::printf("%s: %.0f MiB packed of %.0f MiB of weights; load %.0f ms packed, %.0f ms as in the file\n", argv[1],
               packed->packed_bytes() / 1048576.0, plain->weight_bytes() / 1048576.0, ms(t1, t2), ms(t0, t1));
-  const int pp = 512;
-  Context cp(packed, std::max(tokens + 1, pp), 1, threads), cf(plain, std::max(tokens + 1, pp), 1, threads);
-  decode(cp, tokens), decode(cf, tokens);  // page in, warm up
-  std::vector<double> tp, tf, ratio;
-  for (int r = 0; r < rounds; ++r) {
-    const bool packed_first = r % 2 == 0;
-    const double a = packed_first ? decode(cp, tokens) : 0.0;
-    const double b = decode(cf, tokens);
-    const double c = packed_first ? a : decode(cp, tokens);
-    tp.push_back(c), tf.push_back(b), ratio.push_back(c / b);
+  const int pp = 512, max_streams = 16;
+  Context cp(packed, std::max(tokens + 1, pp), max_streams, threads), cf(plain, std::max(tokens + 1, pp), max_streams, threads);
+  std::printf("%d threads, %d rounds\n", threads, rounds);
+  for (int streams : {1, 2, 4, 8, 16}) {
+    const std::string what = "decode, " + std::to_string(streams) + (streams == 1 ? " stream" : " streams");
+    ab(what.c_str(), streams == 1 ? rounds : std::max(3, rounds / 3), cp, cf,
+       [&](Context& c) { return decode(c, tokens, streams); });
   }
-  std::vector<double> pp_ratio;
-  for (int r = 0; r < std::max(3, rounds / 3); ++r) {
-    const double a = r % 2 ? prompt(cp, pp) : 0.0, b = prompt(cf, pp), c = r % 2 ? a : prompt(cp, pp);
-    pp_ratio.push_back(c / b);
-  }
-  std::printf("prompt of %d tokens: per-round ratio packed / file layout %.3f\n", pp, median(pp_ratio));
-  std::printf("%d threads, %d rounds of %d tokens: packed %.1f tok/s, file layout %.1f tok/s, per-round ratio %.3f (min %.3f, max %.3f)\n",
-              threads, rounds, tokens, median(tp), median(tf), median(ratio), *std::min_element(ratio.begin(), ratio.end()),
-              *std::max_element(ratio.begin(), ratio.end()));
+  ab("prompt of 512 tokens", std::max(3, rounds / 3), cp, cf, [&](Context& c) { return prompt(c, pp); });
   return 0;
 }

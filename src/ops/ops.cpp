@@ -48,7 +48,7 @@ struct PreparedJob {
   VecDotTileFn tile_fn;  // null: row kernel only
   GemvFn gemv;           // decode (T == 1) fast path, or null
   GemmFn gemm;           // prompt (T >= 2) fast path for Q8_0 activations, or null
-  GemvPackedFn packed;   // packed weights (tensor/packed.h) when gemm is not used: tokens x 16-row groups
+  GemvPackedFn packed;   // packed weights (tensor/packed.h), any T: tokens x 16-row groups
   int64_t g_chunk = 0;    // gemm: token groups per task
   const uint8_t* act;
   size_t qrow, wrow;
@@ -91,7 +91,7 @@ void matmul_multi(std::span<const MatmulJob> jobs, const float* X, int64_t T, Th
     pj.gemv = T == 1 && qt == DType::Q8_0 ? kr.gemv[wt] : nullptr;
     // Below ~8 tokens a 16-token group is mostly padding: the 4x4 tiles win.
     pj.gemm = T >= 8 && (qt == DType::Q8_0 || qt == DType::Q8_K) ? kr.gemm[wt] : nullptr;
-    pj.packed = pj.gemm ? nullptr : kr.gemv_packed[wt];
+    pj.packed = kr.gemv_packed[wt];
     if (!dot && !pj.gemm && !pj.packed)
       throw Error("matmul: tensor '" + W.name + "' has type " + dtype_name(W.type) + " and no kernel for " +
                   std::to_string(T) + " tokens");

@@ -23,7 +23,6 @@
 
 #include "tensor/blocks.h"
 #include "tensor/exp_avx512.h"
-#include "tensor/packed.h"
 
 namespace lmhost::detail {
 namespace {
@@ -147,25 +146,14 @@ inline void panel_group(const Panel& p, int64_t nb, const uint8_t* aq, const flo
   }
 }
 
-// kPacked (a packed type, packed.h; F32 = none): a panel of 16 rows is one
-// packed group, unpacked to plain rows before decoding.
-template <class D, DType kPacked = DType::F32>
+template <class D>
 void gemm_leg(const void* w, size_t ws, int64_t rows, const GemmAct& act, int64_t g0, int64_t g1, float* out,
               size_t os) {
-  constexpr bool packed = kPacked != DType::F32;
-  static_assert(!packed || kRows == kPackRows, "a panel is one packed group");
   const int64_t nb = act.n / QK;
   const Panel p = panel_buffer(nb);
-  thread_local std::vector<uint8_t> plain;
-  if (packed && plain.size() < kRows * ws) plain.resize(kRows * ws);
   for (int64_t r0 = 0; r0 < rows; r0 += kRows) {
     const int nr = static_cast<int>(std::min<int64_t>(kRows, rows - r0));
-    const uint8_t* pw = static_cast<const uint8_t*>(w) + r0 * ws;
-    if constexpr (packed) {
-      unpack_x16(kPacked, pw, act.n, plain.data());
-      pw = plain.data();
-    }
-    decode_panel<D>(pw, ws, nr, nb, p);
+    decode_panel<D>(static_cast<const uint8_t*>(w) + r0 * ws, ws, nr, nb, p);
     for (int64_t g = g0; g < g1; ++g) {
       __m512 acc[kRows];
       panel_group(p, nb, act.q + g * nb * 512, act.d + g * nb * kGemmTokens, acc);
@@ -494,8 +482,6 @@ void fill_gemm_avx512(Kernels& k) {
   k.gemm[id(DType::Q4_0)] = gemm_leg<DecQ4_0>;
   k.gemm[id(DType::Q5_0)] = gemm_leg<DecQ5_0>;
   k.gemm[id(DType::Q8_0)] = gemm_leg<DecQ8_0>;
-  k.gemm[id(DType::Q4_0_X16)] = gemm_leg<DecQ4_0, DType::Q4_0_X16>;
-  k.gemm[id(DType::Q8_0_X16)] = gemm_leg<DecQ8_0, DType::Q8_0_X16>;
   k.gemm[id(DType::Q4_K)] = gemm_k<DecQ4_K>;
   k.gemm[id(DType::Q6_K)] = gemm_k<DecQ6_K>;
   // Replaces kernels_avx512.cpp's attn_f16 (same contract and roundings;

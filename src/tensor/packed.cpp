@@ -48,8 +48,7 @@ DType packed_of(DType t) {
 DType packed_type(DType t, const Kernels& k) {
   const DType p = packed_of(t);
   if (p == t) return t;
-  const uint32_t id = static_cast<uint32_t>(p);
-  return k.gemv_packed[id] && k.gemm[id] ? p : t;
+  return k.gemv_packed[static_cast<uint32_t>(p)] ? p : t;
 }
 
 bool packable(DType t, int64_t K, int64_t rows, const Kernels& k) {

@@ -33,7 +33,7 @@
 namespace lmhost {
 
 // The packed layout for weights of type t that the kernels table k can use
-// (gemv_packed and gemm both set), or t itself when there is none.
+// (gemv_packed set), or t itself when there is none.
 DType packed_type(DType t, const Kernels& k);
 // Whether a matrix of `rows` rows of K elements of type t can be packed.
 bool packable(DType t, int64_t K, int64_t rows, const Kernels& k);

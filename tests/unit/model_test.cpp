@@ -230,8 +230,9 @@ INSTANTIATE_TEST_SUITE_P(
     });
 
 // Q4_0 and Q8_0 matrices repacked at load (tensor/packed.h) give the logits
-// of the file's layout on every path: prompt batches (gemm), small batches
-// (the packed gemv with several tokens), and decode. An output matrix whose
+// of the file's layout on every path: prompt batches, small batches and
+// decode (one packed kernel for all of them, against the file layout's gemm,
+// tiles and row kernels). An output matrix whose
 // rows are not whole 16-row groups stays as it is; a tied one is packed as
 // the output while the embedding lookups keep reading the file's rows.
 TEST(Model, PackedWeightsGiveTheSameLogits) {
@@ -254,8 +255,8 @@ TEST(Model, PackedWeightsGiveTheSameLogits) {
         EXPECT_EQ(W->type, pt) << W->name;
     EXPECT_EQ(packed->output().type, s.n_vocab % kPackRows == 0 ? pt : wt);
     EXPECT_EQ(packed->token_embd().type, wt);
-    for (int T : {1, 3, 20}) {
-      Context a(plain, 64, 1, 2), b(packed, 64, 1, 2);
+    for (int T : {1, 3, 20, 70}) {  // 70: two token blocks of the matmul
+      Context a(plain, 80, 1, 2), b(packed, 80, 1, 2);
       const auto toks = tokens(T, 7, s.n_vocab);
       expect_close(eval_batch(b, toks), eval_batch(a, toks), path_tol(DType::F16), "batch of " + std::to_string(T));
       const auto more = tokens(4, 8, s.n_vocab);

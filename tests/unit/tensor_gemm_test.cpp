@@ -1,7 +1,7 @@
 // Prompt-processing matmul kernels (Kernels::gemm: token groups of 16 against
 // panels of 16 weight rows) against the scalar vec_dot oracle: odd row
 // counts (partial panels), token counts that leave partial groups, group
-// sub-ranges, several block counts, Q4_0/Q5_0/Q8_0, the packed Q4_0_X16/Q8_0_X16 and Q4_K/Q6_K, random block bytes (extreme codes) as well
+// sub-ranges, several block counts, Q4_0/Q5_0/Q8_0 and Q4_K/Q6_K, random block bytes (extreme codes) as well
 // as quantized data, and an output stride wider than the rows.
 #include <gtest/gtest.h>
 
@@ -11,7 +11,6 @@
 #include <vector>
 
 #include "tensor/kernels.h"
-#include "tensor/packed.h"
 #include "tensor/types.h"
 #include "util/fp16.h"
 #include "unit/test_random.h"
@@ -55,16 +54,8 @@ void check(DType wt, int64_t K, int64_t rows, int64_t T, bool random_bytes, uint
   const GemmFn gemm = fast.gemm[static_cast<uint32_t>(wt)];
   ASSERT_NE(gemm, nullptr) << dtype_name(wt);
   std::mt19937 rng(seed);
-  // A packed type multiplies the same rows in its own layout; the oracle reads the plain rows.
-  const bool packed = dtype_info(wt).internal;
-  const DType pt = wt == DType::Q4_0_X16 ? DType::Q4_0 : wt == DType::Q8_0_X16 ? DType::Q8_0 : wt;
-  const size_t wrow = row_bytes(pt, K);
-  const auto w = weights(pt, K, rows, random_bytes, rng);
-  std::vector<uint8_t> wp;
-  if (packed) {
-    wp.resize(w.size());
-    pack_x16(pt, w.data(), wrow, K, rows, wp.data());
-  }
+  const size_t wrow = row_bytes(wt, K);
+  const auto w = weights(wt, K, rows, random_bytes, rng);
   const DType at = vec_dot_type(wt);
   const size_t qrow = row_bytes(at, K);
   std::vector<uint8_t> aq(qrow * T);
@@ -83,12 +74,11 @@ void check(DType wt, int64_t K, int64_t rows, int64_t T, bool random_bytes, uint
   const size_t os = rows + 3;
   std::vector<float> out(os * T + 1, -12345.0f);
   // Groups in two ranges, like two tasks.
-  const uint8_t* wk = packed ? wp.data() : w.data();
-  gemm(wk, wrow, rows, act, 0, G / 2, out.data(), os);
-  gemm(wk, wrow, rows, act, G / 2, G, out.data(), os);
+  gemm(w.data(), wrow, rows, act, 0, G / 2, out.data(), os);
+  gemm(w.data(), wrow, rows, act, G / 2, G, out.data(), os);
   for (int64_t t = 0; t < T; ++t) {
     for (int64_t r = 0; r < rows; ++r) {
-      const float want = ref.vec_dot[static_cast<uint32_t>(pt)](K, w.data() + r * wrow, aq.data() + t * qrow);
+      const float want = ref.vec_dot[static_cast<uint32_t>(wt)](K, w.data() + r * wrow, aq.data() + t * qrow);
       // Same integer products; only the float summation order differs.
       ASSERT_NEAR(out[t * os + r], want, 1e-4f * (1.0f + std::fabs(want)) + 1e-5f * static_cast<float>(K))
           << dtype_name(wt) << " K=" << K << " rows=" << rows << " T=" << T << " row " << r << " token " << t;
@@ -113,14 +103,6 @@ TEST(Gemm, MatchesScalarVecDot) {
     check(wt, 152 * 32, 20, 40, false, seed++);
     check(wt, 152 * 32, 20, 40, true, seed++);
   }
-  // Q4_0 and Q8_0 packed 16 rows to a group (rows a multiple of 16)
-  for (DType wt : {DType::Q4_0_X16, DType::Q8_0_X16})
-    for (int64_t nb : {1, 3, 28, 152})
-      for (int64_t rows : {16, 48})
-        for (int64_t T : {8, 16, 17, 40}) {
-          const bool rb = seed % 2 == 0;
-          check(wt, nb * 32, rows, T, rb, seed++);
-        }
   // K-quants: super-blocks of 256, random bytes included (6-bit scales and
   // mins at their extremes, all Q6_K codes).
   for (DType wt : {DType::Q4_K, DType::Q6_K}) {
@@ -140,9 +122,7 @@ TEST(Gemm, OnlyForQ8_0AndQ8_KActivationTypes) {
       if (!k.gemm[t]) continue;
       const DType at = vec_dot_type(static_cast<DType>(t));
       EXPECT_TRUE(at == DType::Q8_0 || at == DType::Q8_K) << dtype_name(static_cast<DType>(t));
-      // a packed layout has no row kernel; its small batches use gemv_packed
-      if (dtype_info(static_cast<DType>(t)).internal) EXPECT_NE(k.gemv_packed[t], nullptr);
-      else EXPECT_NE(k.vec_dot[t], nullptr);
+      EXPECT_NE(k.vec_dot[t], nullptr);
     }
   }
 }

@@ -108,7 +108,7 @@ TEST(Packed, GemvMatchesScalarVecDot) {
   for (DType wt : {DType::Q4_0, DType::Q8_0})
     for (int64_t nb : {1, 2, 3, 7, 28, 152})
       for (int64_t rows : {16, 48})
-        for (int64_t T : {1, 2, 3, 4, 5, 7, 8, 9}) {
+        for (int64_t T : {1, 2, 3, 4, 5, 7, 8, 9, 17}) {
           const bool rb = seed % 2 == 0;
           check_gemv(wt, nb * 32, rows, T, rb, seed++);
         }
