@@ -100,15 +100,16 @@ void DecodeAct::gemv(const TensorView& W, int64_t r0, int64_t r1, float* y) cons
   const size_t ws = W.row_stride();
   const uint8_t* w = static_cast<const uint8_t*>(W.data) + r0 * ws;
   const DType qt = vec_dot_type(W.type);
+  if (kr.gemv_packed[wt]) {
+    if (r0 % kPackRows != 0 || ((r1 - r0) % kPackRows != 0))
+      throw Error("matmul: rows " + std::to_string(r0) + ".." + std::to_string(r1) + " of '" + W.name +
+                  "' split a packed group of " + std::to_string(kPackRows));
+    const PackedAct act = qt == DType::Q8_0 ? PackedAct{q8_0_.data(), 0, pd_.data(), psum_.data(), 1}
+                                            : PackedAct{q8_k_.data(), 0, nullptr, nullptr, 1};
+    kr.gemv_packed[wt](K_, w, r1 - r0, act, y, 0);
+    return;
+  }
   if (qt == DType::Q8_0) {
-    if (need_packed_ && kr.gemv_packed[wt]) {
-      if (r0 % kPackRows != 0 || ((r1 - r0) % kPackRows != 0))
-        throw Error("matmul: rows " + std::to_string(r0) + ".." + std::to_string(r1) + " of '" + W.name +
-                    "' split a packed group of " + std::to_string(kPackRows));
-      const PackedAct act{q8_0_.data(), 0, pd_.data(), psum_.data(), 1};
-      kr.gemv_packed[wt](K_, w, r1 - r0, act, y, 0);
-      return;
-    }
     if (need_gemv_ && kr.gemv[wt]) {
       const GemvAct act{q8_0_.data(), gqs_.data(), gd_.data(), gcorr_.data()};
       kr.gemv[wt](K_, w, ws, r1 - r0, act, y);

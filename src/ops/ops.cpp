@@ -146,9 +146,9 @@ void matmul_multi(std::span<const MatmulJob> jobs, const float* X, int64_t T, Th
   // Packed weights: every token's block scales and quant sums, once.
   thread_local std::vector<float> packed_d;
   thread_local std::vector<int32_t> packed_sum;
-  PackedAct pact{};
+  PackedAct pact{};  // Q8_0 activations (Q8_K ones need no preparation)
   for (const PreparedJob& pj : prep) {
-    if (!pj.packed) continue;
+    if (!pj.packed || vec_dot_type(pj.W->type) != DType::Q8_0) continue;
     const int64_t nb = K / 32;
     if (packed_d.size() < static_cast<size_t>(nb * T)) {
       packed_d.resize(nb * T);
@@ -240,8 +240,11 @@ void matmul_multi(std::span<const MatmulJob> jobs, const float* X, int64_t T, Th
     }
     if (pj.packed) {
       const int64_t nb = pj.K / 32;
-      const PackedAct a{static_cast<const uint8_t*>(pact.q8) + t_begin * pact.q8_stride, pact.q8_stride,
-                        pact.d + t_begin * nb, pact.sum + t_begin * nb, t_end - t_begin};
+      const PackedAct a = vec_dot_type(pj.W->type) == DType::Q8_0
+                              ? PackedAct{static_cast<const uint8_t*>(pact.q8) + t_begin * pact.q8_stride,
+                                          pact.q8_stride, pact.d + t_begin * nb, pact.sum + t_begin * nb,
+                                          t_end - t_begin}
+                              : PackedAct{pj.act + t_begin * pj.qrow, pj.qrow, nullptr, nullptr, t_end - t_begin};
       pj.packed(pj.K, wdata + r0 * pj.wrow, r1 - r0, a, pj.Y + t_begin * pj.N + r0, static_cast<size_t>(pj.N));
       return;
     }

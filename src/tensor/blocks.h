@@ -53,6 +53,17 @@ static_assert(sizeof(BlockQ5_K) == 176);
 static_assert(sizeof(BlockQ6_K) == 210);
 static_assert(sizeof(BlockQ8_K) == 292);
 
+// The 6-bit quant (0..63) of element e of a Q6_K block: per half h of 128
+// elements, ql[64h + r % 64] holds the low 4 bits (low nibble for r < 64),
+// qh[32h + r % 32] the top 2 bits at bit 2 * (r / 32) (r = e % 128).
+inline int q6k_bits(const BlockQ6_K& b, int e) {
+  const int h = e / 128, r = e % 128;
+  const uint8_t l = b.ql[64 * h + r % 64];
+  const int lo = r < 64 ? (l & 0xF) : (l >> 4);
+  const int hi = (b.qh[32 * h + r % 32] >> (2 * (r / 32))) & 3;
+  return lo | (hi << 4);
+}
+
 // Unpacks the 8 six-bit scales and mins of a Q4_K/Q5_K block. Sub-blocks
 // 0..3 keep scale/min in the low 6 bits of bytes 0..3 / 4..7; sub-blocks 4..7
 // keep their low 4 bits in the nibbles of bytes 8..11 and their top 2 bits

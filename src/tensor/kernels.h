@@ -118,8 +118,9 @@ using GemmFn = void (*)(const void* w, size_t w_stride, int64_t rows, const Gemm
 // their quant sums prepared once (prepare_packed_act).
 inline constexpr int kPackRows = 16;
 struct PackedAct {
-  const void* q8;        // T rows of BlockQ8_0, row t at q8 + t * q8_stride bytes
+  const void* q8;        // T rows of vec_dot_type(w) (Q8_0 or Q8_K), row t at q8 + t * q8_stride bytes
   size_t q8_stride;
+  // Q8_0 activations only (Q8_K blocks carry their own float scale and sums):
   const float* d;        // d[t * nb + b]: the scale of block b of row t (nb = n / 32)
   const int32_t* sum;    // sum[t * nb + b]: the sum of the quants of block b of row t (offset corrections)
   int64_t T;
@@ -138,7 +139,7 @@ struct Kernels {
   AttnF16Fn attn_f16;                      // nullptr: ops uses its portable loop
   GemvFn gemv[kDTypeCount];                // indexed by the weight type; Q4_0 only so far (else nullptr)
   GemmFn gemm[kDTypeCount];  // prompt matmul (T >= 8) for Q8_0/Q8_K-activation types; nullptr: use vec_dot_tile
-  // Indexed by a packed type (Q4_0_X16, Q8_0_X16), which has no other
+  // Indexed by a packed type (Q4_0_X16, Q8_0_X16, Q6_K_X16), which has no other
   // kernel: weights are packed only where this is set (packed.h).
   GemvPackedFn gemv_packed[kDTypeCount];
   SwigluFn swiglu;           // out[i] = silu(gate[i]) * up[i]; out may alias gate or up

@@ -451,14 +451,6 @@ float dot_q5_k(int64_t n, const void* w, const void* a) {
 // Element e of a Q6_K super-block (0..63, before the -32 offset). Within each
 // 128-element half h: ql holds 64 bytes (low nibbles: elements 0..63, high
 // nibbles: 64..127), qh 32 bytes (bit pair (e%128)/32 of qh[e%32]).
-inline int q6k_bits(const BlockQ6_K& b, int e) {
-  const int h = e / 128, r = e % 128;
-  const uint8_t l = b.ql[64 * h + r % 64];
-  const int lo = r < 64 ? (l & 0xF) : (l >> 4);
-  const int hi = (b.qh[32 * h + r % 32] >> (2 * (r / 32))) & 3;
-  return lo | (hi << 4);
-}
-
 void dequant_q6_k(const void* src, float* y, int64_t n) {
   const BlockQ6_K* b = static_cast<const BlockQ6_K*>(src);
   for (int64_t i = 0; i < n / QK_K; ++i, y += QK_K) {

@@ -39,7 +39,51 @@ DType packed_of(DType t) {
   switch (t) {
     case DType::Q4_0: return DType::Q4_0_X16;
     case DType::Q8_0: return DType::Q8_0_X16;
+    case DType::Q6_K: return DType::Q6_K_X16;
     default: return t;
+  }
+}
+
+// Q6_K_X16 (packed.h): one super-block of 16 rows, x[i] row i's block.
+constexpr size_t kQ6Group = kPackRows * sizeof(blocks::BlockQ6_K);  // 3360
+
+void pack_q6_k(const blocks::BlockQ6_K* const* x, uint8_t* o) {
+  for (int i = 0; i < kPackRows; ++i) {
+    std::memcpy(o + 2 * i, &x[i]->d, 2);
+    for (int sb = 0; sb < 16; ++sb) o[32 + 16 * sb + i] = static_cast<uint8_t>(x[i]->scales[sb]);
+    for (int E = 0; E < 8; ++E) {
+      uint8_t* q = o + 288 + 384 * E;
+      for (int k = 0; k < 4; ++k)
+        for (int c = 0; c < 4; ++c) {
+          const int lo = q6k_bits(*x[i], 32 * E + 4 * k + c), hi = q6k_bits(*x[i], 32 * E + 16 + 4 * k + c);
+          q[64 * k + 4 * i + c] = static_cast<uint8_t>((lo & 0xF) | (hi & 0xF) << 4);
+        }
+      for (int m = 0; m < 2; ++m)
+        for (int c = 0; c < 4; ++c) {
+          int v = 0;
+          for (int u = 0; u < 4; ++u) v |= (q6k_bits(*x[i], 32 * E + 16 * m + 4 * u + c) >> 4) << (2 * u);
+          q[256 + 64 * m + 4 * i + c] = static_cast<uint8_t>(v);
+        }
+    }
+  }
+}
+
+void unpack_q6_k(const uint8_t* p, blocks::BlockQ6_K* const* x) {
+  for (int i = 0; i < kPackRows; ++i) {
+    blocks::BlockQ6_K& b = *x[i];
+    std::memset(&b, 0, sizeof(b));
+    std::memcpy(&b.d, p + 2 * i, 2);
+    for (int sb = 0; sb < 16; ++sb) b.scales[sb] = static_cast<int8_t>(p[32 + 16 * sb + i]);
+    for (int e = 0; e < 256; ++e) {
+      const int E = e / 32, r = e % 32, k = (r % 16) / 4, c = r % 4, m = r / 16, u = (r % 16) / 4;
+      const uint8_t* q = p + 288 + 384 * E;
+      const int lo = (q[64 * k + 4 * i + c] >> (r < 16 ? 0 : 4)) & 0xF;
+      const int hi = (q[256 + 64 * m + 4 * i + c] >> (2 * u)) & 3;
+      // back into ggml's order (blocks.h q6k_bits)
+      const int h = e / 128, rr = e % 128;
+      b.ql[64 * h + rr % 64] |= static_cast<uint8_t>(lo << (rr < 64 ? 0 : 4));
+      b.qh[32 * h + rr % 32] |= static_cast<uint8_t>(hi << (2 * (rr / 32)));
+    }
   }
 }
 
@@ -52,13 +96,26 @@ DType packed_type(DType t, const Kernels& k) {
 }
 
 bool packable(DType t, int64_t K, int64_t rows, const Kernels& k) {
-  return packed_type(t, k) != t && K > 0 && K % blocks::QK == 0 && rows > 0 && rows % kPackRows == 0;
+  const DType p = packed_type(t, k);
+  return p != t && K > 0 && K % dtype_info(p).block_size == 0 && rows > 0 && rows % kPackRows == 0;
 }
 
 // Block b of a group: the 16 scales, then quant bytes 4j..4j+3 of each row
 // at 2 * kPackRows + 64 * j + 4 * i (the quants follow the 2-byte scale in
 // the plain block).
 void pack_x16(DType t, const void* src, size_t src_stride, int64_t K, int64_t rows, void* dst) {
+  if (t == DType::Q6_K) {
+    const int64_t nsb = K / blocks::QK_K;
+    for (int64_t g = 0; g < rows / kPackRows; ++g)
+      for (int64_t b = 0; b < nsb; ++b) {
+        const blocks::BlockQ6_K* x[kPackRows];
+        for (int i = 0; i < kPackRows; ++i)
+          x[i] = reinterpret_cast<const blocks::BlockQ6_K*>(static_cast<const uint8_t*>(src) +
+                                                            (g * kPackRows + i) * src_stride) + b;
+        pack_q6_k(x, static_cast<uint8_t*>(dst) + (g * nsb + b) * kQ6Group);
+      }
+    return;
+  }
   const Layout L = layout_of_packed(packed_of(t));
   const int64_t nb = K / blocks::QK;
   const size_t gblock = kPackRows * L.block, nq = L.block - 2;
@@ -79,6 +136,15 @@ void pack_x16(DType t, const void* src, size_t src_stride, int64_t K, int64_t ro
 }
 
 void unpack_x16(DType packed, const void* group, int64_t K, void* dst) {
+  if (packed == DType::Q6_K_X16) {
+    const int64_t nsb = K / blocks::QK_K;
+    for (int64_t b = 0; b < nsb; ++b) {
+      blocks::BlockQ6_K* x[kPackRows];
+      for (int i = 0; i < kPackRows; ++i) x[i] = static_cast<blocks::BlockQ6_K*>(dst) + i * nsb + b;
+      unpack_q6_k(static_cast<const uint8_t*>(group) + b * kQ6Group, x);
+    }
+    return;
+  }
   const Layout L = layout_of_packed(packed);
   const int64_t nb = K / blocks::QK;
   const size_t gblock = kPackRows * L.block, nq = L.block - 2;

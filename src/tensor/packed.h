@@ -19,6 +19,13 @@
 // high nibbles 16+4j..16+4j+3; j < 4). Q8_0_X16: elements 4j..4j+3 (j < 8)
 // stored + 128 (xor 0x80), unsigned for vpdpbusd.
 //
+// Q6_K_X16 (super-blocks of 256 elements, 210 bytes per row): per super-block
+// of a group, 3360 bytes: [0, 32) the 16 rows' fp16 d; [32, 288) the scales,
+// scale s of row i at 32 + 16s + i; then per 32 elements E (E = 0..7) 384
+// bytes at 288 + 384E: four 64-byte vectors L_k (row i's 4 bytes at 4i: low
+// nibbles the low 4 bits of elements 32E+4k.., high nibbles of 32E+16+4k..)
+// and two H_m (the top 2 bits of elements 32E+16m+4u.. at bits 2u, u = 0..3).
+//
 // Trade-off: the packed copy is anonymous memory (the file's pages are
 // dropped from the process's resident set once copied), so processes that
 // map the same file no longer share those pages.
@@ -38,16 +45,16 @@ DType packed_type(DType t, const Kernels& k);
 // Whether a matrix of `rows` rows of K elements of type t can be packed.
 bool packable(DType t, int64_t K, int64_t rows, const Kernels& k);
 
-// rows (a multiple of kPackRows) rows of K elements of type t (Q4_0 or
-// Q8_0), row r at src + r * src_stride, into dst (rows * row_bytes(t, K)
-// bytes) in its X16 layout (Q4_0_X16 or Q8_0_X16).
+// rows (a multiple of kPackRows) rows of K elements of type t (Q4_0, Q8_0
+// or Q6_K), row r at src + r * src_stride, into dst (rows * row_bytes(t, K)
+// bytes) in its X16 layout.
 void pack_x16(DType t, const void* src, size_t src_stride, int64_t K, int64_t rows, void* dst);
 // The 16 rows of one packed group (type packed) back as plain rows, row i at
 // dst + i * row_bytes(K).
 void unpack_x16(DType packed, const void* group, int64_t K, void* dst);
 
 // Prepares one Q8_0 activation row of n elements for gemv_packed: d and sum
-// get n / 32 entries each (PackedAct).
+// get n / 32 entries each (PackedAct; Q8_K activations need nothing).
 void prepare_packed_act(const void* q8_row, int64_t n, float* d, int32_t* sum);
 
 }  // namespace lmhost

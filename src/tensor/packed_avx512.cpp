@@ -110,9 +110,90 @@ void gemv_x16(int64_t n, const void* w, int64_t rows, const PackedAct& act, floa
   }
 }
 
+// Q6_K_X16 (packed.h) against Q8_K activations: per 32 elements of a
+// super-block, six loads give the 8 vectors of 6-bit quants (low nibbles of
+// L, top bits of H moved to bits 4..5); per 16-element sub-block 4 vpdpbusd
+// from -32 * bsum (q - 32), one multiply by the 16 rows' scales, and the
+// super-block's integer sum converts once with d * d_a.
+inline __m512i q6_high(__m512i h, int u) {  // bits 2u..2u+1 of each byte -> bits 4..5
+  const __m512i m = _mm512_set1_epi8(0x30);
+  switch (u) {
+    case 0: return _mm512_and_si512(_mm512_slli_epi16(h, 4), m);
+    case 1: return _mm512_and_si512(_mm512_slli_epi16(h, 2), m);
+    case 2: return _mm512_and_si512(h, m);
+    default: return _mm512_and_si512(_mm512_srli_epi16(h, 2), m);
+  }
+}
+
+template <int NT>
+inline void group_q6_k(const uint8_t* g, int64_t nsb, const PackedAct& act, int64_t t0, float* out, size_t os) {
+  const __m512i m4 = _mm512_set1_epi8(0x0F);
+  const blocks::BlockQ8_K* y[NT];
+  __m512 acc[NT];
+#pragma GCC unroll 4
+  for (int t = 0; t < NT; ++t) {
+    y[t] = reinterpret_cast<const blocks::BlockQ8_K*>(static_cast<const uint8_t*>(act.q8) + (t0 + t) * act.q8_stride);
+    acc[t] = _mm512_setzero_ps();
+  }
+  for (int64_t i = 0; i < nsb; ++i) {
+    const uint8_t* p = g + i * 3360;
+    const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+    __m512i tot[NT];
+#pragma GCC unroll 4
+    for (int t = 0; t < NT; ++t) tot[t] = _mm512_setzero_si512();
+    for (int E = 0; E < 8; ++E) {
+      const uint8_t* q = p + 288 + 384 * E;
+      const __m512i h0 = _mm512_loadu_si512(q + 256), h1 = _mm512_loadu_si512(q + 320);
+      __m512i w[8];
+#pragma GCC unroll 4
+      for (int k = 0; k < 4; ++k) {
+        const __m512i l = _mm512_loadu_si512(q + 64 * k);
+        w[k] = _mm512_or_si512(_mm512_and_si512(l, m4), q6_high(h0, k));
+        w[4 + k] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(l, 4), m4), q6_high(h1, k));
+      }
+      const __m512i sc0 = _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 32 + 32 * E)));
+      const __m512i sc1 = _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 48 + 32 * E)));
+#pragma GCC unroll 4
+      for (int t = 0; t < NT; ++t) {
+        const int8_t* a = y[t][i].qs + 32 * E;
+        __m512i s0 = _mm512_set1_epi32(-32 * y[t][i].bsums[2 * E]);
+        __m512i s1 = _mm512_set1_epi32(-32 * y[t][i].bsums[2 * E + 1]);
+#pragma GCC unroll 4
+        for (int u = 0; u < 4; ++u) {
+          s0 = _mm512_dpbusd_epi32(s0, w[u], bcast4(a + 4 * u));
+          s1 = _mm512_dpbusd_epi32(s1, w[4 + u], bcast4(a + 16 + 4 * u));
+        }
+        tot[t] = _mm512_add_epi32(tot[t], _mm512_add_epi32(_mm512_mullo_epi32(s0, sc0), _mm512_mullo_epi32(s1, sc1)));
+      }
+    }
+#pragma GCC unroll 4
+    for (int t = 0; t < NT; ++t)
+      acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(tot[t]), _mm512_mul_ps(dw, _mm512_set1_ps(y[t][i].d)), acc[t]);
+  }
+#pragma GCC unroll 4
+  for (int t = 0; t < NT; ++t) _mm512_storeu_ps(out + (t0 + t) * os, acc[t]);
+}
+
+void gemv_q6_k_x16(int64_t n, const void* w, int64_t rows, const PackedAct& act, float* out, size_t os) {
+  const int64_t nsb = n / blocks::QK_K;
+  for (int64_t g = 0; g < rows / kPackRows; ++g) {
+    const uint8_t* gp = static_cast<const uint8_t*>(w) + g * nsb * 3360;
+    float* o = out + g * kPackRows;
+    int64_t t = 0;
+    for (; t + 4 <= act.T; t += 4) group_q6_k<4>(gp, nsb, act, t, o, os);
+    switch (act.T - t) {
+      case 3: group_q6_k<3>(gp, nsb, act, t, o, os); break;
+      case 2: group_q6_k<2>(gp, nsb, act, t, o, os); break;
+      case 1: group_q6_k<1>(gp, nsb, act, t, o, os); break;
+      default: break;
+    }
+  }
+}
+
 }  // namespace
 
 void fill_packed_avx512(Kernels& k) {
+  k.gemv_packed[static_cast<uint32_t>(DType::Q6_K_X16)] = gemv_q6_k_x16;
   k.gemv_packed[static_cast<uint32_t>(DType::Q4_0_X16)] = gemv_x16<Q4x16>;
   k.gemv_packed[static_cast<uint32_t>(DType::Q8_0_X16)] = gemv_x16<Q8x16>;
 }

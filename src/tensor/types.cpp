@@ -51,8 +51,8 @@ constexpr std::array<DTypeInfo, kDTypeCount> make_table() {
   // 16 Q4_0 rows interleaved per group: the same bytes per row on average
   set(DType::Q4_0_X16, "Q4_0_X16", 32, 18, true);
   set(DType::Q8_0_X16, "Q8_0_X16", 32, 34, true);
-  t[static_cast<uint32_t>(DType::Q4_0_X16)].internal = true;
-  t[static_cast<uint32_t>(DType::Q8_0_X16)].internal = true;
+  set(DType::Q6_K_X16, "Q6_K_X16", 256, 210, true);
+  for (DType p : {DType::Q4_0_X16, DType::Q8_0_X16, DType::Q6_K_X16}) t[static_cast<uint32_t>(p)].internal = true;
   return t;
 }
 

@@ -1,5 +1,5 @@
-// Weights packed at load (tensor/packed.h): the Q4_0_X16 and Q8_0_X16
-// layouts round-trip to the file's rows, the packed gemv (one token or a small
+// Weights packed at load (tensor/packed.h): the Q4_0_X16, Q8_0_X16 and
+// Q6_K_X16 layouts round-trip to the file's rows, the packed gemv (one token or a small
 // batch) equals the scalar vec_dot on the plain rows, the types never come
 // from a file or a name, and only CPUs with the kernels get a packed type.
 #include <gtest/gtest.h>
@@ -20,7 +20,7 @@ using namespace lmhost;
 
 namespace {
 
-// rows rows of type t (Q4_0 or Q8_0) of K elements: random bytes with sane
+// rows rows of type t (Q4_0, Q8_0 or Q6_K) of K elements: random bytes with sane
 // scales (every quant code, -128 included) or quantized normal data with
 // outliers.
 std::vector<uint8_t> rows_of(DType t, int64_t K, int64_t rows, bool random_bytes, std::mt19937& rng) {
@@ -29,9 +29,10 @@ std::vector<uint8_t> rows_of(DType t, int64_t K, int64_t rows, bool random_bytes
   for (int64_t r = 0; r < rows; ++r) {
     if (random_bytes) {
       for (size_t i = 0; i < wrow; ++i) w[r * wrow + i] = static_cast<uint8_t>(rng());
+      const size_t at = t == DType::Q6_K ? bs - 2 : 0;  // where the block keeps its fp16 scale
       for (size_t o = 0; o < wrow; o += bs) {
         const uint16_t h = fp32_to_fp16((rng() % 2 ? -1.0f : 1.0f) * (0.01f + 0.001f * static_cast<float>(rng() % 50)));
-        std::memcpy(&w[r * wrow + o], &h, 2);
+        std::memcpy(&w[r * wrow + o + at], &h, 2);
       }
     } else {
       const auto x = lmhost::testing::normal(K, rng, 1.0f, 61, 5.0f);
@@ -41,7 +42,9 @@ std::vector<uint8_t> rows_of(DType t, int64_t K, int64_t rows, bool random_bytes
   return w;
 }
 
-DType packed_of(DType t) { return t == DType::Q4_0 ? DType::Q4_0_X16 : DType::Q8_0_X16; }
+DType packed_of(DType t) {
+  return t == DType::Q4_0 ? DType::Q4_0_X16 : t == DType::Q8_0 ? DType::Q8_0_X16 : DType::Q6_K_X16;
+}
 
 void check_gemv(DType wt, int64_t K, int64_t rows, int64_t T, bool random_bytes, uint32_t seed) {
   const GemvPackedFn gemv = kernels_for(Isa::AVX512).gemv_packed[static_cast<uint32_t>(packed_of(wt))];
@@ -53,15 +56,16 @@ void check_gemv(DType wt, int64_t K, int64_t rows, int64_t T, bool random_bytes,
   std::vector<uint8_t> wp(w.size());
   pack_x16(wt, w.data(), wrow, K, rows, wp.data());
   // Activation rows with a stride wider than a row (rows of a batch buffer).
-  const size_t qrow = row_bytes(DType::Q8_0, K), qstride = qrow + 34;
+  const DType at = vec_dot_type(wt);
+  const size_t qrow = row_bytes(at, K), qstride = qrow + 36;
   std::vector<uint8_t> aq(qstride * T);
   const int64_t nb = K / 32;
   std::vector<float> d(nb * T);
   std::vector<int32_t> corr(nb * T);
   for (int64_t t = 0; t < T; ++t) {
     const auto a = lmhost::testing::normal(K, rng, 1.0f, 61, 5.0f);
-    quantize_row(DType::Q8_0, a.data(), aq.data() + t * qstride, K);
-    prepare_packed_act(aq.data() + t * qstride, K, d.data() + t * nb, corr.data() + t * nb);
+    quantize_row(at, a.data(), aq.data() + t * qstride, K);
+    if (at == DType::Q8_0) prepare_packed_act(aq.data() + t * qstride, K, d.data() + t * nb, corr.data() + t * nb);
   }
   const size_t os = rows + 5;
   std::vector<float> out(os * T + 1, -12345.0f);
@@ -82,9 +86,9 @@ void check_gemv(DType wt, int64_t K, int64_t rows, int64_t T, bool random_bytes,
 
 TEST(Packed, RoundTripsToTheFileRows) {
   std::mt19937 rng(5);
-  for (DType wt : {DType::Q4_0, DType::Q8_0})
+  for (DType wt : {DType::Q4_0, DType::Q8_0, DType::Q6_K})
     for (int64_t nb : {1, 3, 28}) {
-      const int64_t K = nb * 32, rows = 48;
+      const int64_t K = nb * dtype_info(wt).block_size, rows = 48;
       const size_t wrow = row_bytes(wt, K);
       const auto w = rows_of(wt, K, rows, true, rng);
       std::vector<uint8_t> wp(w.size(), 0xAB);
@@ -105,26 +109,28 @@ TEST(Packed, RoundTripsToTheFileRows) {
 TEST(Packed, GemvMatchesScalarVecDot) {
   if (detect_isa() < Isa::AVX512) GTEST_SKIP() << "this CPU has no AVX-512 VNNI";
   uint32_t seed = 1;
-  for (DType wt : {DType::Q4_0, DType::Q8_0})
-    for (int64_t nb : {1, 2, 3, 7, 28, 152})
+  for (DType wt : {DType::Q4_0, DType::Q8_0, DType::Q6_K})
+    for (int64_t nb : {1, 2, 3, 7, 28, 152}) {
+      if (wt == DType::Q6_K && nb > 19) continue;  // 256-element blocks: K up to 4864 as for the others
       for (int64_t rows : {16, 48})
         for (int64_t T : {1, 2, 3, 4, 5, 7, 8, 9, 17}) {
           const bool rb = seed % 2 == 0;
-          check_gemv(wt, nb * 32, rows, T, rb, seed++);
+          check_gemv(wt, nb * dtype_info(wt).block_size, rows, T, rb, seed++);
         }
+    }
 }
 
 TEST(Packed, TypeIsInternal) {
   const DTypeInfo& info = dtype_info(DType::Q4_0_X16);
   EXPECT_TRUE(info.internal);
   EXPECT_EQ(info.block_size, 32);
-  for (DType wt : {DType::Q4_0, DType::Q8_0}) {
+  for (DType wt : {DType::Q4_0, DType::Q8_0, DType::Q6_K}) {
     const DType p = packed_of(wt);
     EXPECT_TRUE(dtype_info(p).internal);
-    EXPECT_EQ(row_bytes(p, 896), row_bytes(wt, 896)) << "same bytes, other order";
+    EXPECT_EQ(row_bytes(p, 1024), row_bytes(wt, 1024)) << "same bytes, other order";
     EXPECT_GE(static_cast<uint32_t>(p), kFirstInternalDType);
     EXPECT_FALSE(dtype_from_name(dtype_name(p)).has_value()) << "a user cannot ask for an internal layout";
-    EXPECT_EQ(vec_dot_type(p), DType::Q8_0);
+    EXPECT_EQ(vec_dot_type(p), vec_dot_type(wt));
   }
   for (uint32_t t = 0; t < kFirstInternalDType; ++t) EXPECT_FALSE(dtype_info(static_cast<DType>(t)).internal);
 }
@@ -139,9 +145,11 @@ TEST(Packed, OnlyWhereTheKernelsExist) {
   const Kernels& k = kernels_for(Isa::AVX512);
   EXPECT_EQ(packed_type(DType::Q4_0, k), DType::Q4_0_X16);
   EXPECT_EQ(packed_type(DType::Q8_0, k), DType::Q8_0_X16);
+  EXPECT_EQ(packed_type(DType::Q6_K, k), DType::Q6_K_X16);
   EXPECT_EQ(packed_type(DType::Q4_K, k), DType::Q4_K) << "no packed layout";
   EXPECT_TRUE(packable(DType::Q4_0, 896, 64, k));
   EXPECT_FALSE(packable(DType::Q4_0, 896, 72, k)) << "rows not a multiple of 16";
   EXPECT_FALSE(packable(DType::Q4_0, 40, 64, k)) << "rows not whole blocks";
-  EXPECT_FALSE(packable(DType::Q6_K, 896, 64, k));
+  EXPECT_FALSE(packable(DType::Q6_K, 896, 64, k)) << "rows not whole super-blocks";
+  EXPECT_TRUE(packable(DType::Q6_K, 1024, 64, k));
 }
