@@ -77,6 +77,19 @@ inline void unpack_scales_k4(const uint8_t* s, uint8_t* sc, uint8_t* mn) {
   }
 }
 
+// The inverse of unpack_scales_k4 (scales and mins < 64).
+inline void pack_scales_k4(const uint8_t* sc, const uint8_t* mn, uint8_t* s) {
+  for (int j = 0; j < 4; ++j) {
+    s[j] = static_cast<uint8_t>(sc[j] | ((sc[j + 4] >> 4) << 6));
+    s[j + 4] = static_cast<uint8_t>(mn[j] | ((mn[j + 4] >> 4) << 6));
+    s[j + 8] = static_cast<uint8_t>((sc[j + 4] & 0xF) | ((mn[j + 4] & 0xF) << 4));
+  }
+}
+
+// The 4-bit quant of element e of a Q4_K block: qs[32 * (e / 64) + e % 32],
+// low nibble for the first 32 of each 64, high nibble for the second.
+inline int q4k_bits(const uint8_t* qs, int e) { return (qs[32 * (e / 64) + e % 32] >> (4 * ((e % 64) / 32))) & 0xF; }
+
 // Unpacks the 16 six-bit scales of a Q3_K block (returned minus 32, signed).
 // Low 4 bits: nibbles of bytes 0..7 (low nibble = sub-blocks 0..7, high
 // nibble = 8..15); top 2 bits: byte 8 + j%4, bit pair j/4.

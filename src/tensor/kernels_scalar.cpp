@@ -385,7 +385,6 @@ float dot_q3_k(int64_t n, const void* w, const void* a) {
 }
 
 // Element e of a Q4_K/Q5_K super-block: nibble (e%64)/32 of qs[32*(e/64) + e%32].
-inline int q4k_bits(const uint8_t* qs, int e) { return (qs[32 * (e / 64) + e % 32] >> (4 * ((e % 64) / 32))) & 0xF; }
 // 5th bit of element e of a Q5_K super-block: bit e/32 of qh[e%32].
 inline int q5k_hbit(const uint8_t* qh, int e) { return (qh[e % 32] >> (e / 32)) & 1; }
 

@@ -40,13 +40,12 @@ DType packed_of(DType t) {
     case DType::Q4_0: return DType::Q4_0_X16;
     case DType::Q8_0: return DType::Q8_0_X16;
     case DType::Q6_K: return DType::Q6_K_X16;
+    case DType::Q4_K: return DType::Q4_K_X16;
     default: return t;
   }
 }
 
 // Q6_K_X16 (packed.h): one super-block of 16 rows, x[i] row i's block.
-constexpr size_t kQ6Group = kPackRows * sizeof(blocks::BlockQ6_K);  // 3360
-
 void pack_q6_k(const blocks::BlockQ6_K* const* x, uint8_t* o) {
   for (int i = 0; i < kPackRows; ++i) {
     std::memcpy(o + 2 * i, &x[i]->d, 2);
@@ -55,13 +54,13 @@ void pack_q6_k(const blocks::BlockQ6_K* const* x, uint8_t* o) {
       uint8_t* q = o + 288 + 384 * E;
       for (int k = 0; k < 4; ++k)
         for (int c = 0; c < 4; ++c) {
-          const int lo = q6k_bits(*x[i], 32 * E + 4 * k + c), hi = q6k_bits(*x[i], 32 * E + 16 + 4 * k + c);
+          const int lo = blocks::q6k_bits(*x[i], 32 * E + 4 * k + c), hi = blocks::q6k_bits(*x[i], 32 * E + 16 + 4 * k + c);
           q[64 * k + 4 * i + c] = static_cast<uint8_t>((lo & 0xF) | (hi & 0xF) << 4);
         }
       for (int m = 0; m < 2; ++m)
         for (int c = 0; c < 4; ++c) {
           int v = 0;
-          for (int u = 0; u < 4; ++u) v |= (q6k_bits(*x[i], 32 * E + 16 * m + 4 * u + c) >> 4) << (2 * u);
+          for (int u = 0; u < 4; ++u) v |= (blocks::q6k_bits(*x[i], 32 * E + 16 * m + 4 * u + c) >> 4) << (2 * u);
           q[256 + 64 * m + 4 * i + c] = static_cast<uint8_t>(v);
         }
     }
@@ -87,6 +86,60 @@ void unpack_q6_k(const uint8_t* p, blocks::BlockQ6_K* const* x) {
   }
 }
 
+// Q4_K_X16 (packed.h): one super-block of 16 rows.
+void pack_q4_k(const blocks::BlockQ4_K* const* x, uint8_t* o) {
+  for (int i = 0; i < kPackRows; ++i) {
+    std::memcpy(o + 2 * i, &x[i]->d, 2);
+    std::memcpy(o + 32 + 2 * i, &x[i]->dmin, 2);
+    uint8_t sc[8], mn[8];
+    blocks::unpack_scales_k4(x[i]->scales, sc, mn);
+    for (int k = 0; k < 8; ++k) o[64 + 16 * k + i] = static_cast<uint8_t>(sc[k] | ((mn[k] >> 4) << 6));
+    for (int k = 0; k < 4; ++k)
+      o[64 + 16 * (8 + k) + i] = static_cast<uint8_t>((mn[2 * k] & 0xF) | ((mn[2 * k + 1] & 0xF) << 4));
+    for (int c = 0; c < 4; ++c)
+      for (int k = 0; k < 8; ++k) std::memcpy(o + 256 + 512 * c + 64 * k + 4 * i, x[i]->qs + 32 * c + 4 * k, 4);
+  }
+}
+
+void unpack_q4_k(const uint8_t* p, blocks::BlockQ4_K* const* x) {
+  for (int i = 0; i < kPackRows; ++i) {
+    blocks::BlockQ4_K& b = *x[i];
+    std::memcpy(&b.d, p + 2 * i, 2);
+    std::memcpy(&b.dmin, p + 32 + 2 * i, 2);
+    uint8_t sc[8], mn[8];
+    for (int k = 0; k < 8; ++k) {
+      const uint8_t v = p[64 + 16 * k + i], lo = p[64 + 16 * (8 + k / 2) + i];
+      sc[k] = v & 63;
+      mn[k] = static_cast<uint8_t>(((lo >> (4 * (k % 2))) & 0xF) | ((v >> 6) << 4));
+    }
+    blocks::pack_scales_k4(sc, mn, b.scales);
+    for (int c = 0; c < 4; ++c)
+      for (int k = 0; k < 8; ++k) std::memcpy(b.qs + 32 * c + 4 * k, p + 256 + 512 * c + 64 * k + 4 * i, 4);
+  }
+}
+
+// The K-quant layouts, one super-block of 16 rows at a time.
+template <class B, void (*Pack)(const B* const*, uint8_t*)>
+void pack_k(const void* src, size_t src_stride, int64_t K, int64_t rows, void* dst) {
+  const int64_t nsb = K / blocks::QK_K;
+  for (int64_t g = 0; g < rows / kPackRows; ++g)
+    for (int64_t b = 0; b < nsb; ++b) {
+      const B* x[kPackRows];
+      for (int i = 0; i < kPackRows; ++i)
+        x[i] = reinterpret_cast<const B*>(static_cast<const uint8_t*>(src) + (g * kPackRows + i) * src_stride) + b;
+      Pack(x, static_cast<uint8_t*>(dst) + (g * nsb + b) * kPackRows * sizeof(B));
+    }
+}
+template <class B, void (*Unpack)(const uint8_t*, B* const*)>
+void unpack_k(const void* group, int64_t K, void* dst) {
+  const int64_t nsb = K / blocks::QK_K;
+  for (int64_t b = 0; b < nsb; ++b) {
+    B* x[kPackRows];
+    for (int i = 0; i < kPackRows; ++i) x[i] = static_cast<B*>(dst) + i * nsb + b;
+    Unpack(static_cast<const uint8_t*>(group) + b * kPackRows * sizeof(B), x);
+  }
+}
+
 }  // namespace
 
 DType packed_type(DType t, const Kernels& k) {
@@ -100,22 +153,12 @@ bool packable(DType t, int64_t K, int64_t rows, const Kernels& k) {
   return p != t && K > 0 && K % dtype_info(p).block_size == 0 && rows > 0 && rows % kPackRows == 0;
 }
 
-// Block b of a group: the 16 scales, then quant bytes 4j..4j+3 of each row
-// at 2 * kPackRows + 64 * j + 4 * i (the quants follow the 2-byte scale in
-// the plain block).
 void pack_x16(DType t, const void* src, size_t src_stride, int64_t K, int64_t rows, void* dst) {
-  if (t == DType::Q6_K) {
-    const int64_t nsb = K / blocks::QK_K;
-    for (int64_t g = 0; g < rows / kPackRows; ++g)
-      for (int64_t b = 0; b < nsb; ++b) {
-        const blocks::BlockQ6_K* x[kPackRows];
-        for (int i = 0; i < kPackRows; ++i)
-          x[i] = reinterpret_cast<const blocks::BlockQ6_K*>(static_cast<const uint8_t*>(src) +
-                                                            (g * kPackRows + i) * src_stride) + b;
-        pack_q6_k(x, static_cast<uint8_t*>(dst) + (g * nsb + b) * kQ6Group);
-      }
-    return;
-  }
+  if (t == DType::Q4_K) return pack_k<blocks::BlockQ4_K, pack_q4_k>(src, src_stride, K, rows, dst);
+  if (t == DType::Q6_K) return pack_k<blocks::BlockQ6_K, pack_q6_k>(src, src_stride, K, rows, dst);
+  // Block b of a group: the 16 scales, then quant bytes 4j..4j+3 of each
+  // row at 2 * kPackRows + 64 * j + 4 * i (they follow the 2-byte scale in
+  // the plain block).
   const Layout L = layout_of_packed(packed_of(t));
   const int64_t nb = K / blocks::QK;
   const size_t gblock = kPackRows * L.block, nq = L.block - 2;
@@ -136,15 +179,8 @@ void pack_x16(DType t, const void* src, size_t src_stride, int64_t K, int64_t ro
 }
 
 void unpack_x16(DType packed, const void* group, int64_t K, void* dst) {
-  if (packed == DType::Q6_K_X16) {
-    const int64_t nsb = K / blocks::QK_K;
-    for (int64_t b = 0; b < nsb; ++b) {
-      blocks::BlockQ6_K* x[kPackRows];
-      for (int i = 0; i < kPackRows; ++i) x[i] = static_cast<blocks::BlockQ6_K*>(dst) + i * nsb + b;
-      unpack_q6_k(static_cast<const uint8_t*>(group) + b * kQ6Group, x);
-    }
-    return;
-  }
+  if (packed == DType::Q4_K_X16) return unpack_k<blocks::BlockQ4_K, unpack_q4_k>(group, K, dst);
+  if (packed == DType::Q6_K_X16) return unpack_k<blocks::BlockQ6_K, unpack_q6_k>(group, K, dst);
   const Layout L = layout_of_packed(packed);
   const int64_t nb = K / blocks::QK;
   const size_t gblock = kPackRows * L.block, nq = L.block - 2;

@@ -26,6 +26,15 @@
 // nibbles the low 4 bits of elements 32E+4k.., high nibbles of 32E+16+4k..)
 // and two H_m (the top 2 bits of elements 32E+16m+4u.. at bits 2u, u = 0..3).
 //
+// Q4_K_X16 (256 elements, 144 bytes per row): per super-block of a group,
+// 2304 bytes: [0, 32) d and [32, 64) dmin of the 16 rows (fp16); [64, 256)
+// the 6-bit scales and mins, byte k of row i at 64 + 16k + i: bytes 0..7 the
+// scale of sub-block k in bits 0..5 and the top 2 bits of its min in bits
+// 6..7, bytes 8..11 the mins' low 4 bits (sub-block 2(k-8) low nibble,
+// 2(k-8)+1 high); then per pair c of 32-element sub-blocks 512 bytes at
+// 256 + 512c: eight 64-byte vectors, row i's file bytes qs[32c+4k..+3] at
+// 4i (low nibbles sub-block 2c, high nibbles 2c+1).
+//
 // Trade-off: the packed copy is anonymous memory (the file's pages are
 // dropped from the process's resident set once copied), so processes that
 // map the same file no longer share those pages.
@@ -45,8 +54,8 @@ DType packed_type(DType t, const Kernels& k);
 // Whether a matrix of `rows` rows of K elements of type t can be packed.
 bool packable(DType t, int64_t K, int64_t rows, const Kernels& k);
 
-// rows (a multiple of kPackRows) rows of K elements of type t (Q4_0, Q8_0
-// or Q6_K), row r at src + r * src_stride, into dst (rows * row_bytes(t, K)
+// rows (a multiple of kPackRows) rows of K elements of type t (Q4_0, Q8_0,
+// Q6_K or Q4_K), row r at src + r * src_stride, into dst (rows * row_bytes(t, K)
 // bytes) in its X16 layout.
 void pack_x16(DType t, const void* src, size_t src_stride, int64_t K, int64_t rows, void* dst);
 // The 16 rows of one packed group (type packed) back as plain rows, row i at

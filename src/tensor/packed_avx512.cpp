@@ -31,6 +31,28 @@ inline __m512i bcast4(const int8_t* p) {
   return _mm512_set1_epi32(v);
 }
 
+// Runs a group kernel (instantiated for 4, 3, 2 and 1 tokens) over the
+// 16-row groups, tokens by 4.
+template <void (*G4)(const uint8_t*, int64_t, const PackedAct&, int64_t, float*, size_t),
+          void (*G3)(const uint8_t*, int64_t, const PackedAct&, int64_t, float*, size_t),
+          void (*G2)(const uint8_t*, int64_t, const PackedAct&, int64_t, float*, size_t),
+          void (*G1)(const uint8_t*, int64_t, const PackedAct&, int64_t, float*, size_t)>
+void run_groups(int64_t nblocks, size_t group_bytes, const void* w, int64_t rows, const PackedAct& act, float* out,
+                size_t os) {
+  for (int64_t g = 0; g < rows / kPackRows; ++g) {
+    const uint8_t* gp = static_cast<const uint8_t*>(w) + g * group_bytes;
+    float* o = out + g * kPackRows;
+    int64_t t = 0;
+    for (; t + 4 <= act.T; t += 4) G4(gp, nblocks, act, t, o, os);
+    switch (act.T - t) {
+      case 3: G3(gp, nblocks, act, t, o, os); break;
+      case 2: G2(gp, nblocks, act, t, o, os); break;
+      case 1: G1(gp, nblocks, act, t, o, os); break;
+      default: break;
+    }
+  }
+}
+
 struct Q4x16 {
   static constexpr size_t kBlock = 288;  // bytes per block of a group
   static constexpr int kCorrShift = 3;   // correction -8 * sum(a)
@@ -95,19 +117,8 @@ inline void group_x16(const uint8_t* g, int64_t nb, const PackedAct& act, int64_
 template <class L>
 void gemv_x16(int64_t n, const void* w, int64_t rows, const PackedAct& act, float* out, size_t os) {
   const int64_t nb = n / blocks::QK;
-  const size_t group_bytes = static_cast<size_t>(nb) * L::kBlock;
-  for (int64_t g = 0; g < rows / kPackRows; ++g) {
-    const uint8_t* gp = static_cast<const uint8_t*>(w) + g * group_bytes;
-    float* o = out + g * kPackRows;
-    int64_t t = 0;
-    for (; t + 4 <= act.T; t += 4) group_x16<L, 4>(gp, nb, act, t, o, os);
-    switch (act.T - t) {
-      case 3: group_x16<L, 3>(gp, nb, act, t, o, os); break;
-      case 2: group_x16<L, 2>(gp, nb, act, t, o, os); break;
-      case 1: group_x16<L, 1>(gp, nb, act, t, o, os); break;
-      default: break;
-    }
-  }
+  run_groups<group_x16<L, 4>, group_x16<L, 3>, group_x16<L, 2>, group_x16<L, 1>>(nb, nb * L::kBlock, w, rows, act,
+                                                                                  out, os);
 }
 
 // Q6_K_X16 (packed.h) against Q8_K activations: per 32 elements of a
@@ -174,25 +185,87 @@ inline void group_q6_k(const uint8_t* g, int64_t nsb, const PackedAct& act, int6
   for (int t = 0; t < NT; ++t) _mm512_storeu_ps(out + (t0 + t) * os, acc[t]);
 }
 
-void gemv_q6_k_x16(int64_t n, const void* w, int64_t rows, const PackedAct& act, float* out, size_t os) {
-  const int64_t nsb = n / blocks::QK_K;
-  for (int64_t g = 0; g < rows / kPackRows; ++g) {
-    const uint8_t* gp = static_cast<const uint8_t*>(w) + g * nsb * 3360;
-    float* o = out + g * kPackRows;
-    int64_t t = 0;
-    for (; t + 4 <= act.T; t += 4) group_q6_k<4>(gp, nsb, act, t, o, os);
-    switch (act.T - t) {
-      case 3: group_q6_k<3>(gp, nsb, act, t, o, os); break;
-      case 2: group_q6_k<2>(gp, nsb, act, t, o, os); break;
-      case 1: group_q6_k<1>(gp, nsb, act, t, o, os); break;
-      default: break;
+// Q4_K_X16 (packed.h) against Q8_K activations: per pair of 32-element
+// sub-blocks, eight loads split into 16 vectors of nibbles (one sub-block in
+// the low, the next in the high nibbles); per sub-block 8 vpdpbusd, one
+// multiply by the 16 rows' 6-bit scales; the mins' term is the rows' mins
+// times the token's quant sums (Q8_K bsums), subtracted with dmin * d_a.
+template <int NT>
+inline void group_q4_k(const uint8_t* g, int64_t nsb, const PackedAct& act, int64_t t0, float* out, size_t os) {
+  const __m128i m63 = _mm_set1_epi8(63), m15 = _mm_set1_epi8(15), m3 = _mm_set1_epi8(3);
+  const __m512i m4 = _mm512_set1_epi8(0x0F);
+  const blocks::BlockQ8_K* y[NT];
+  __m512 acc[NT];
+#pragma GCC unroll 4
+  for (int t = 0; t < NT; ++t) {
+    y[t] = reinterpret_cast<const blocks::BlockQ8_K*>(static_cast<const uint8_t*>(act.q8) + (t0 + t) * act.q8_stride);
+    acc[t] = _mm512_setzero_ps();
+  }
+  for (int64_t i = 0; i < nsb; ++i) {
+    const uint8_t* p = g + i * 2304;
+    const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+    const __m512 dm = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 32)));
+    auto sbytes = [&](int k) { return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 64 + 16 * k)); };
+    __m512i tot[NT], mtot[NT];
+#pragma GCC unroll 4
+    for (int t = 0; t < NT; ++t) tot[t] = mtot[t] = _mm512_setzero_si512();
+    for (int c = 0; c < 4; ++c) {
+      const uint8_t* q = p + 256 + 512 * c;
+      __m512i slo[NT], shi[NT];
+#pragma GCC unroll 4
+      for (int t = 0; t < NT; ++t) slo[t] = shi[t] = _mm512_setzero_si512();
+#pragma GCC unroll 8
+      for (int k = 0; k < 8; ++k) {
+        const __m512i v = _mm512_loadu_si512(q + 64 * k);
+        const __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+#pragma GCC unroll 4
+        for (int t = 0; t < NT; ++t) {
+          const int8_t* a = y[t][i].qs + 64 * c + 4 * k;
+          slo[t] = _mm512_dpbusd_epi32(slo[t], lo, bcast4(a));
+          shi[t] = _mm512_dpbusd_epi32(shi[t], hi, bcast4(a + 32));
+        }
+      }
+      // scales and mins of sub-blocks 2c and 2c + 1 (packed.h)
+      const __m128i b0 = sbytes(2 * c), b1 = sbytes(2 * c + 1), bm = sbytes(8 + c);
+      const __m512i sc0 = _mm512_cvtepu8_epi32(_mm_and_si128(b0, m63));
+      const __m512i sc1 = _mm512_cvtepu8_epi32(_mm_and_si128(b1, m63));
+      const __m512i mn0 = _mm512_cvtepu8_epi32(
+          _mm_or_si128(_mm_and_si128(bm, m15), _mm_slli_epi16(_mm_and_si128(_mm_srli_epi16(b0, 6), m3), 4)));
+      const __m512i mn1 = _mm512_cvtepu8_epi32(_mm_or_si128(
+          _mm_and_si128(_mm_srli_epi16(bm, 4), m15), _mm_slli_epi16(_mm_and_si128(_mm_srli_epi16(b1, 6), m3), 4)));
+#pragma GCC unroll 4
+      for (int t = 0; t < NT; ++t) {
+        const int16_t* bs = y[t][i].bsums + 4 * c;
+        tot[t] = _mm512_add_epi32(tot[t], _mm512_add_epi32(_mm512_mullo_epi32(slo[t], sc0), _mm512_mullo_epi32(shi[t], sc1)));
+        mtot[t] = _mm512_add_epi32(mtot[t], _mm512_add_epi32(_mm512_mullo_epi32(mn0, _mm512_set1_epi32(bs[0] + bs[1])),
+                                                             _mm512_mullo_epi32(mn1, _mm512_set1_epi32(bs[2] + bs[3]))));
+      }
+    }
+#pragma GCC unroll 4
+    for (int t = 0; t < NT; ++t) {
+      const __m512 da = _mm512_set1_ps(y[t][i].d);
+      acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(tot[t]), _mm512_mul_ps(dw, da), acc[t]);
+      acc[t] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(mtot[t]), _mm512_mul_ps(dm, da), acc[t]);
     }
   }
+#pragma GCC unroll 4
+  for (int t = 0; t < NT; ++t) _mm512_storeu_ps(out + (t0 + t) * os, acc[t]);
+}
+
+void gemv_q6_k_x16(int64_t n, const void* w, int64_t rows, const PackedAct& act, float* out, size_t os) {
+  const int64_t nsb = n / blocks::QK_K;
+  run_groups<group_q6_k<4>, group_q6_k<3>, group_q6_k<2>, group_q6_k<1>>(nsb, nsb * 3360, w, rows, act, out, os);
+}
+
+void gemv_q4_k_x16(int64_t n, const void* w, int64_t rows, const PackedAct& act, float* out, size_t os) {
+  const int64_t nsb = n / blocks::QK_K;
+  run_groups<group_q4_k<4>, group_q4_k<3>, group_q4_k<2>, group_q4_k<1>>(nsb, nsb * 2304, w, rows, act, out, os);
 }
 
 }  // namespace
 
 void fill_packed_avx512(Kernels& k) {
+  k.gemv_packed[static_cast<uint32_t>(DType::Q4_K_X16)] = gemv_q4_k_x16;
   k.gemv_packed[static_cast<uint32_t>(DType::Q6_K_X16)] = gemv_q6_k_x16;
   k.gemv_packed[static_cast<uint32_t>(DType::Q4_0_X16)] = gemv_x16<Q4x16>;
   k.gemv_packed[static_cast<uint32_t>(DType::Q8_0_X16)] = gemv_x16<Q8x16>;

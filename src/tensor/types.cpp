@@ -52,7 +52,9 @@ constexpr std::array<DTypeInfo, kDTypeCount> make_table() {
   set(DType::Q4_0_X16, "Q4_0_X16", 32, 18, true);
   set(DType::Q8_0_X16, "Q8_0_X16", 32, 34, true);
   set(DType::Q6_K_X16, "Q6_K_X16", 256, 210, true);
-  for (DType p : {DType::Q4_0_X16, DType::Q8_0_X16, DType::Q6_K_X16}) t[static_cast<uint32_t>(p)].internal = true;
+  set(DType::Q4_K_X16, "Q4_K_X16", 256, 144, true);
+  for (DType p : {DType::Q4_0_X16, DType::Q8_0_X16, DType::Q6_K_X16, DType::Q4_K_X16})
+    t[static_cast<uint32_t>(p)].internal = true;
   return t;
 }
 

@@ -230,20 +230,20 @@ INSTANTIATE_TEST_SUITE_P(
              dtype_name(std::get<2>(info.param));
     });
 
-// Q4_0, Q8_0 and Q6_K matrices repacked at load (tensor/packed.h) give the logits
+// Q4_0, Q8_0, Q6_K and Q4_K matrices repacked at load (tensor/packed.h) give the logits
 // of the file's layout on every path: prompt batches, small batches and
 // decode (one packed kernel for all of them, against the file layout's gemm,
 // tiles and row kernels). An output matrix whose
 // rows are not whole 16-row groups stays as it is; a tied one is packed as
 // the output while the embedding lookups keep reading the file's rows.
 TEST(Model, PackedWeightsGiveTheSameLogits) {
-  for (const DType wt : {DType::Q4_0, DType::Q8_0, DType::Q6_K}) {
+  for (const DType wt : {DType::Q4_0, DType::Q8_0, DType::Q6_K, DType::Q4_K}) {
     SCOPED_TRACE(dtype_name(wt));
     TinySpec s;
     s.wtype = wt;
     s.tied = wt == DType::Q8_0;
     s.n_vocab = wt == DType::Q4_0 ? 300 : 320;
-    if (wt == DType::Q6_K) s.n_embd = 256, s.n_ff = 512, s.wscale = 0.15f;  // whole 256-element super-blocks
+    if (dtype_info(wt).block_size == 256) s.n_embd = 256, s.n_ff = 512, s.wscale = 0.15f;  // whole super-blocks
     const auto file = make_model(s);
     auto plain = Model::load(file, false);
     auto packed = Model::load(file, true);
@@ -257,10 +257,10 @@ TEST(Model, PackedWeightsGiveTheSameLogits) {
         EXPECT_EQ(W->type, pt) << W->name;
     EXPECT_EQ(packed->output().type, s.n_vocab % kPackRows == 0 ? pt : wt);
     EXPECT_EQ(packed->token_embd().type, wt);
-    // Q6_K: an F32 cache (this random model amplifies last-bit differences
+    // K-quants: an F32 cache (this random model amplifies last-bit differences
     // between the file layout's batch tiles and its row kernel when K/V are
     // rounded to F16: plain batch vs plain decode differ as much).
-    const DType kv = wt == DType::Q6_K ? DType::F32 : DType::F16;
+    const DType kv = dtype_info(wt).block_size == 256 ? DType::F32 : DType::F16;
     for (int T : {1, 3, 20, 70}) {  // 70: two token blocks of the matmul
       Context a(plain, 80, 1, 2, kv), b(packed, 80, 1, 2, kv);
       const auto toks = tokens(T, 7, s.n_vocab);
