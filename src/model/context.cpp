@@ -8,6 +8,7 @@
 
 #include "model/model.h"
 #include "tensor/kernels.h"
+#include "tensor/packed.h"
 #include "util/error.h"
 #include "util/fp16.h"
 
@@ -28,7 +29,17 @@ void embed_row(const TensorView& emb, Token tok, float* dst) {
         dst[i] = bf16_to_fp32(h);
       }
       break;
-    default: dequantize_row(emb.type, src, dst, n); break;
+    default:
+      if (dtype_info(emb.type).internal) {  // a tied output matrix packed at load
+        thread_local std::vector<uint8_t> row;
+        const DType pt = plain_type(emb.type);
+        row.resize(row_bytes(pt, n));
+        packed_row(emb.type, emb.data, n, tok, row.data());
+        dequantize_row(pt, row.data(), dst, n);
+      } else {
+        dequantize_row(emb.type, src, dst, n);
+      }
+      break;
   }
 }
 

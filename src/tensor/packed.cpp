@@ -4,6 +4,7 @@
 
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include "tensor/blocks.h"
 #include "util/error.h"
@@ -193,6 +194,24 @@ void unpack_x16(DType packed, const void* group, int64_t K, void* dst) {
       std::memcpy(x, p + 2 * i, 2);
       for (size_t j = 0; j < nq / 4; ++j) copy4(x + 2 + 4 * j, p + 2 * kPackRows + 64 * j + 4 * i, L.flip);
     }
+}
+
+DType plain_type(DType packed) {
+  switch (packed) {
+    case DType::Q4_0_X16: return DType::Q4_0;
+    case DType::Q8_0_X16: return DType::Q8_0;
+    case DType::Q6_K_X16: return DType::Q6_K;
+    case DType::Q4_K_X16: return DType::Q4_K;
+    default: throw Error(std::string("tensor type ") + dtype_name(packed) + " is not a packed layout");
+  }
+}
+
+void packed_row(DType packed, const void* data, int64_t K, int64_t r, void* dst) {
+  const size_t rb = row_bytes(plain_type(packed), K);
+  thread_local std::vector<uint8_t> group;
+  if (group.size() < kPackRows * rb) group.resize(kPackRows * rb);
+  unpack_x16(packed, static_cast<const uint8_t*>(data) + (r / kPackRows) * kPackRows * rb, K, group.data());
+  std::memcpy(dst, group.data() + (r % kPackRows) * rb, rb);
 }
 
 void prepare_packed_act(const void* q8_row, int64_t n, float* d, int32_t* sum) {

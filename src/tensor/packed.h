@@ -62,6 +62,13 @@ void pack_x16(DType t, const void* src, size_t src_stride, int64_t K, int64_t ro
 // dst + i * row_bytes(K).
 void unpack_x16(DType packed, const void* group, int64_t K, void* dst);
 
+// The file type a packed type was made from (Q4_0_X16 -> Q4_0, ...).
+DType plain_type(DType packed);
+// Row r of a packed matrix of rows of K elements (data from row 0) in the
+// plain type's layout (row_bytes(K) bytes at dst): embedding lookups in a
+// tied output matrix that was packed.
+void packed_row(DType packed, const void* data, int64_t K, int64_t r, void* dst);
+
 // Prepares one Q8_0 activation row of n elements for gemv_packed: d and sum
 // get n / 32 entries each (PackedAct; Q8_K activations need nothing).
 void prepare_packed_act(const void* q8_row, int64_t n, float* d, int32_t* sum);

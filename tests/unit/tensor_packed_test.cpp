@@ -111,8 +111,15 @@ TEST(Packed, RoundTripsToTheFileRows) {
         ASSERT_EQ(0, std::memcmp(back.data(), w.data() + at, back.size()))
             << dtype_name(wt) << " nb=" << nb << " group " << g;
       }
+      EXPECT_EQ(plain_type(packed_of(wt)), wt);
+      std::vector<uint8_t> row(wrow);
+      for (int64_t r : {0, 5, 16, 47}) {  // one row, as an embedding lookup reads it
+        packed_row(packed_of(wt), wp.data(), K, r, row.data());
+        ASSERT_EQ(0, std::memcmp(row.data(), w.data() + r * wrow, wrow)) << dtype_name(wt) << " row " << r;
+      }
     }
   EXPECT_THROW(unpack_x16(DType::Q4_0, nullptr, 32, nullptr), Error) << "not a packed layout";
+  EXPECT_THROW(plain_type(DType::Q4_K), Error);
 }
 
 TEST(Packed, GemvMatchesScalarVecDot) {
