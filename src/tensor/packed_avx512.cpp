@@ -25,6 +25,21 @@ namespace {
 
 using blocks::BlockQ8_0;
 
+// 16 fp16 values (the 16 rows' scales of a packed block) as floats.
+inline __m512 load_ph16(const uint8_t* p) {
+  return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+}
+
+// The activation rows of tokens t0 .. t0 + NT - 1 and zeroed accumulators.
+template <class Row, int NT>
+inline void start_tokens(const PackedAct& act, int64_t t0, const Row* (&y)[NT], __m512 (&acc)[NT]) {
+#pragma GCC unroll 4
+  for (int t = 0; t < NT; ++t) {
+    y[t] = reinterpret_cast<const Row*>(static_cast<const uint8_t*>(act.q8) + (t0 + t) * act.q8_stride);
+    acc[t] = _mm512_setzero_ps();
+  }
+}
+
 inline __m512i bcast4(const int8_t* p) {
   int32_t v;
   std::memcpy(&v, p, 4);
@@ -82,16 +97,15 @@ inline void group_x16(const uint8_t* g, int64_t nb, const PackedAct& act, int64_
   const float* d[NT];
   const int32_t* sum[NT];
   __m512 acc[NT];
+  start_tokens(act, t0, y, acc);
 #pragma GCC unroll 4
   for (int t = 0; t < NT; ++t) {
-    y[t] = reinterpret_cast<const BlockQ8_0*>(static_cast<const uint8_t*>(act.q8) + (t0 + t) * act.q8_stride);
     d[t] = act.d + (t0 + t) * nb;
     sum[t] = act.sum + (t0 + t) * nb;
-    acc[t] = _mm512_setzero_ps();
   }
   for (int64_t b = 0; b < nb; ++b) {
     const uint8_t* p = g + b * L::kBlock;
-    const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+    const __m512 dw = load_ph16(p);
     __m512i w[8];
     L::decode(p + 32, w);
 #pragma GCC unroll 4
@@ -141,14 +155,10 @@ inline void group_q6_k(const uint8_t* g, int64_t nsb, const PackedAct& act, int6
   const __m512i m4 = _mm512_set1_epi8(0x0F);
   const blocks::BlockQ8_K* y[NT];
   __m512 acc[NT];
-#pragma GCC unroll 4
-  for (int t = 0; t < NT; ++t) {
-    y[t] = reinterpret_cast<const blocks::BlockQ8_K*>(static_cast<const uint8_t*>(act.q8) + (t0 + t) * act.q8_stride);
-    acc[t] = _mm512_setzero_ps();
-  }
+  start_tokens(act, t0, y, acc);
   for (int64_t i = 0; i < nsb; ++i) {
     const uint8_t* p = g + i * 3360;
-    const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+    const __m512 dw = load_ph16(p);
     __m512i tot[NT];
 #pragma GCC unroll 4
     for (int t = 0; t < NT; ++t) tot[t] = _mm512_setzero_si512();
@@ -196,15 +206,11 @@ inline void group_q4_k(const uint8_t* g, int64_t nsb, const PackedAct& act, int6
   const __m512i m4 = _mm512_set1_epi8(0x0F);
   const blocks::BlockQ8_K* y[NT];
   __m512 acc[NT];
-#pragma GCC unroll 4
-  for (int t = 0; t < NT; ++t) {
-    y[t] = reinterpret_cast<const blocks::BlockQ8_K*>(static_cast<const uint8_t*>(act.q8) + (t0 + t) * act.q8_stride);
-    acc[t] = _mm512_setzero_ps();
-  }
+  start_tokens(act, t0, y, acc);
   for (int64_t i = 0; i < nsb; ++i) {
     const uint8_t* p = g + i * 2304;
-    const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
-    const __m512 dm = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 32)));
+    const __m512 dw = load_ph16(p);
+    const __m512 dm = load_ph16(p + 32);
     auto sbytes = [&](int k) { return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 64 + 16 * k)); };
     __m512i tot[NT], mtot[NT];
 #pragma GCC unroll 4
