@@ -149,6 +149,15 @@ struct HttpServer::Impl {
     for (const auto& [k, v] : r.headers) res.set(k, v);
   }
 
+  // The request's model lease ends before the last bytes go out: a client
+  // that has its answer and sends the next request must find the model idle
+  // (LRU eviction under MAX_LOADED_MODELS skips models in use; under CPU
+  // load the request's own cleanup could otherwise run after that next
+  // request had already been answered).
+  static void release_model(HttpRequest& req) {
+    if (req.info) req.info->model_hold.reset();
+  }
+
   void log(const HttpRequest& req, int status, const char* note = "") {
     if (opts.on_complete) {
       opts.on_complete(req, status, note);
@@ -334,6 +343,7 @@ struct HttpServer::Impl {
           co_return;
         }
         guard.src = nullptr;
+        release_model(req);
         stream.expires_after(opts.write_timeout);
         auto [lec, ln] = co_await net::async_write(stream, http::make_chunk_last(), use_tuple);
         log(req, res.status, " (stream)");
@@ -350,6 +360,7 @@ struct HttpServer::Impl {
         out.body() = std::move(res.body);
         out.prepare_payload();
       }
+      release_model(req);
       stream.expires_after(opts.write_timeout);
       auto [wec, wn] = co_await http::async_write(stream, out, use_tuple);
       log(req, res.status);
