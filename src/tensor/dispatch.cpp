@@ -183,10 +183,11 @@ DType vec_dot_type(DType w) {
   switch (w) {
     case DType::F32: case DType::F16: case DType::BF16: return DType::F32;
     case DType::Q4_0: case DType::Q5_0: case DType::Q8_0: case DType::Q4_0_X16: case DType::Q8_0_X16:
+    case DType::Q5_0_X16:
       return DType::Q8_0;
     case DType::Q4_1: case DType::Q5_1: return DType::Q8_1;
     case DType::Q2_K: case DType::Q3_K: case DType::Q4_K: case DType::Q5_K: case DType::Q6_K:
-    case DType::Q6_K_X16: case DType::Q4_K_X16:
+    case DType::Q6_K_X16: case DType::Q4_K_X16: case DType::Q5_K_X16:
       return DType::Q8_K;
     default:
       throw Error(std::string("tensor type ") + dtype_name(w) + " cannot be used in a matrix product");

@@ -139,7 +139,7 @@ struct Kernels {
   AttnF16Fn attn_f16;                      // nullptr: ops uses its portable loop
   GemvFn gemv[kDTypeCount];                // indexed by the weight type; Q4_0 only so far (else nullptr)
   GemmFn gemm[kDTypeCount];  // prompt matmul (T >= 8) for Q8_0/Q8_K-activation types; nullptr: use vec_dot_tile
-  // Indexed by a packed type (Q4_0_X16, Q8_0_X16, Q6_K_X16, Q4_K_X16), which has no other
+  // Indexed by a packed type (Q4_0_X16, Q5_0_X16, Q8_0_X16, Q4_K_X16, Q5_K_X16, Q6_K_X16), which has no other
   // kernel: weights are packed only where this is set (packed.h).
   GemvPackedFn gemv_packed[kDTypeCount];
   SwigluFn swiglu;           // out[i] = silu(gate[i]) * up[i]; out may alias gate or up

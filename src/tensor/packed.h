@@ -35,6 +35,21 @@
 // 256 + 512c: eight 64-byte vectors, row i's file bytes qs[32c+4k..+3] at
 // 4i (low nibbles sub-block 2c, high nibbles 2c+1).
 //
+// Q5_0_X16 (22 bytes per row block): as Q4_0_X16 with the 5th bits between
+// the scales and the quants: block b of a group at b * 352 bytes, [0, 32)
+// the scales, [32, 96) the 16 rows' high bits (row i at 32 + 4i, byte c bit
+// u = the 5th bit of element 4u + c: the file's 32-bit qh transposed so that
+// one shift brings the bits of quant vector u to bit 4 of every byte), then
+// the quants as in Q4_0_X16.
+//
+// Q5_K_X16 (256 elements, 176 bytes per row): per super-block of a group,
+// 2816 bytes: [0, 256) as in Q4_K_X16; then per pair c of sub-blocks 640
+// bytes at 256 + 640c: two 64-byte vectors of 5th bits, G_0 for sub-block
+// 2c and G_1 for 2c + 1 (row i's byte 4i + e bit k = the 5th bit of element
+// 4k + e of that sub-block: one shift brings quant vector k's bits to bit 4),
+// then the pair's 512 bytes of quants as in Q4_K_X16. The bits sit next to
+// the quants they complete: the kernel reads each byte once, in order.
+//
 // Trade-off: the packed copy is anonymous memory (the file's pages are
 // dropped from the process's resident set once copied), so processes that
 // map the same file no longer share those pages.
@@ -54,8 +69,8 @@ DType packed_type(DType t, const Kernels& k);
 // Whether a matrix of `rows` rows of K elements of type t can be packed.
 bool packable(DType t, int64_t K, int64_t rows, const Kernels& k);
 
-// rows (a multiple of kPackRows) rows of K elements of type t (Q4_0, Q8_0,
-// Q6_K or Q4_K), row r at src + r * src_stride, into dst (rows * row_bytes(t, K)
+// rows (a multiple of kPackRows) rows of K elements of type t (Q4_0, Q5_0,
+// Q8_0, Q4_K, Q5_K or Q6_K), row r at src + r * src_stride, into dst (rows * row_bytes(t, K)
 // bytes) in its X16 layout.
 void pack_x16(DType t, const void* src, size_t src_stride, int64_t K, int64_t rows, void* dst);
 // The 16 rows of one packed group (type packed) back as plain rows, row i at

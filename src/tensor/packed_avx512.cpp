@@ -2,13 +2,15 @@
 //
 // Per block of a 16-row group, 8 vectors hold 4 quants of each of the 16
 // rows (row i in 32-bit lane i) as unsigned bytes: Q4_0_X16 from four
-// 64-byte loads split into low and high nibbles, Q8_0_X16 from eight loads
+// 64-byte loads split into low and high nibbles, Q5_0_X16 the same with
+// each byte's 5th bit from one more load, Q8_0_X16 from eight loads
 // (stored + 128). Vector j pairs with the activation quants 4j..4j+3 in both.
 // For each token, 8 vpdpbusd multiply them with the token's 4-quant chunks
 // broadcast to every lane, starting from the block's offset correction
-// (-8 * sum(a) for Q4_0's q - 8, -128 * sum(a) for Q8_0's + 128), so each
-// lane ends with row i's exact integer block dot product; one convert and one
-// FMA with (16 row scales, one vcvtph2ps) x the token's scale accumulate it.
+// (-8 * sum(a) for Q4_0's q - 8, -16 * sum(a) for Q5_0's q - 16, -128 *
+// sum(a) for Q8_0's + 128), so each lane ends with row i's exact integer
+// block dot product; one convert and one FMA with (16 row scales, one
+// vcvtph2ps) x the token's scale accumulate it.
 // A decoded block stays in registers for up to 4 tokens; no byte permutes and
 // no per-row horizontal sums.
 #pragma GCC diagnostic ignored "-Wuninitialized"
@@ -87,6 +89,40 @@ struct Q8x16 {
   static void decode(const uint8_t* q, __m512i (&w)[8]) {
 #pragma GCC unroll 8
     for (int j = 0; j < 8; ++j) w[j] = _mm512_loadu_si512(q + 64 * j);
+  }
+};
+
+// Bit s of every byte of h moved to bit 4 (an epi16 shift by at most 4 keeps
+// that bit inside its byte; the caller masks the rest off).
+inline __m512i bit_to4(__m512i h, int s) {
+  switch (s) {
+    case 0: return _mm512_slli_epi16(h, 4);
+    case 1: return _mm512_slli_epi16(h, 3);
+    case 2: return _mm512_slli_epi16(h, 2);
+    case 3: return _mm512_slli_epi16(h, 1);
+    case 4: return h;
+    case 5: return _mm512_srli_epi16(h, 1);
+    case 6: return _mm512_srli_epi16(h, 2);
+    default: return _mm512_srli_epi16(h, 3);
+  }
+}
+// nibbles | (bit s of h at bit 4): a 5-bit quant
+inline __m512i with_bit5(__m512i nib, __m512i h, int s) {
+  return _mm512_ternarylogic_epi32(nib, bit_to4(h, s), _mm512_set1_epi8(0x10), 0xF8);  // a | (b & c)
+}
+
+struct Q5x16 {
+  static constexpr size_t kBlock = 352;
+  static constexpr int kCorrShift = 4;  // -16 * sum(a)
+  static void decode(const uint8_t* q, __m512i (&w)[8]) {
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    const __m512i h = _mm512_loadu_si512(q);  // byte c bit u: the 5th bit of element 4u + c
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; ++j) {
+      const __m512i v = _mm512_loadu_si512(q + 64 + 64 * j);
+      w[j] = with_bit5(_mm512_and_si512(v, m4), h, j);
+      w[4 + j] = with_bit5(_mm512_and_si512(_mm512_srli_epi16(v, 4), m4), h, 4 + j);
+    }
   }
 };
 
@@ -195,20 +231,26 @@ inline void group_q6_k(const uint8_t* g, int64_t nsb, const PackedAct& act, int6
   for (int t = 0; t < NT; ++t) _mm512_storeu_ps(out + (t0 + t) * os, acc[t]);
 }
 
+// Bytes of one super-block of a 16-row group: Q4_K_X16, Q5_K_X16 (packed.h).
+constexpr size_t k4_block(bool q5) { return q5 ? 2816 : 2304; }
+
 // Q4_K_X16 (packed.h) against Q8_K activations: per pair of 32-element
 // sub-blocks, eight loads split into 16 vectors of nibbles (one sub-block in
 // the low, the next in the high nibbles); per sub-block 8 vpdpbusd, one
 // multiply by the 16 rows' 6-bit scales; the mins' term is the rows' mins
 // times the token's quant sums (Q8_K bsums), subtracted with dmin * d_a.
-template <int NT>
-inline void group_q4_k(const uint8_t* g, int64_t nsb, const PackedAct& act, int64_t t0, float* out, size_t os) {
+// Q5_K_X16 (Q5 = true) adds each quant's 5th bit from the pair's two
+// vectors of 5th bits.
+template <bool Q5, int NT>
+inline void group_k4(const uint8_t* g, int64_t nsb, const PackedAct& act, int64_t t0, float* out, size_t os) {
+  constexpr size_t kPair = Q5 ? 640 : 512, kQs = Q5 ? 128 : 0;  // per pair of sub-blocks: 5th bits, then quants
   const __m128i m63 = _mm_set1_epi8(63), m15 = _mm_set1_epi8(15), m3 = _mm_set1_epi8(3);
   const __m512i m4 = _mm512_set1_epi8(0x0F);
   const blocks::BlockQ8_K* y[NT];
   __m512 acc[NT];
   start_tokens(act, t0, y, acc);
   for (int64_t i = 0; i < nsb; ++i) {
-    const uint8_t* p = g + i * 2304;
+    const uint8_t* p = g + i * k4_block(Q5);
     const __m512 dw = load_ph16(p);
     const __m512 dm = load_ph16(p + 32);
     auto sbytes = [&](int k) { return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 64 + 16 * k)); };
@@ -216,14 +258,20 @@ inline void group_q4_k(const uint8_t* g, int64_t nsb, const PackedAct& act, int6
 #pragma GCC unroll 4
     for (int t = 0; t < NT; ++t) tot[t] = mtot[t] = _mm512_setzero_si512();
     for (int c = 0; c < 4; ++c) {
-      const uint8_t* q = p + 256 + 512 * c;
+      const uint8_t* q = p + 256 + kPair * c + kQs;
+      __m512i g0, g1;  // Q5_K: the pair's 5th bits (packed.h)
+      if constexpr (Q5) g0 = _mm512_loadu_si512(q - 128), g1 = _mm512_loadu_si512(q - 64);
       __m512i slo[NT], shi[NT];
 #pragma GCC unroll 4
       for (int t = 0; t < NT; ++t) slo[t] = shi[t] = _mm512_setzero_si512();
 #pragma GCC unroll 8
       for (int k = 0; k < 8; ++k) {
         const __m512i v = _mm512_loadu_si512(q + 64 * k);
-        const __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+        __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+        if constexpr (Q5) {
+          lo = with_bit5(lo, g0, k);
+          hi = with_bit5(hi, g1, k);
+        }
 #pragma GCC unroll 4
         for (int t = 0; t < NT; ++t) {
           const int8_t* a = y[t][i].qs + 64 * c + 4 * k;
@@ -263,18 +311,22 @@ void gemv_q6_k_x16(int64_t n, const void* w, int64_t rows, const PackedAct& act,
   run_groups<group_q6_k<4>, group_q6_k<3>, group_q6_k<2>, group_q6_k<1>>(nsb, nsb * 3360, w, rows, act, out, os);
 }
 
-void gemv_q4_k_x16(int64_t n, const void* w, int64_t rows, const PackedAct& act, float* out, size_t os) {
+template <bool Q5>
+void gemv_k4_x16(int64_t n, const void* w, int64_t rows, const PackedAct& act, float* out, size_t os) {
   const int64_t nsb = n / blocks::QK_K;
-  run_groups<group_q4_k<4>, group_q4_k<3>, group_q4_k<2>, group_q4_k<1>>(nsb, nsb * 2304, w, rows, act, out, os);
+  run_groups<group_k4<Q5, 4>, group_k4<Q5, 3>, group_k4<Q5, 2>, group_k4<Q5, 1>>(nsb, nsb * k4_block(Q5), w, rows,
+                                                                                act, out, os);
 }
 
 }  // namespace
 
 void fill_packed_avx512(Kernels& k) {
-  k.gemv_packed[static_cast<uint32_t>(DType::Q4_K_X16)] = gemv_q4_k_x16;
+  k.gemv_packed[static_cast<uint32_t>(DType::Q4_K_X16)] = gemv_k4_x16<false>;
+  k.gemv_packed[static_cast<uint32_t>(DType::Q5_K_X16)] = gemv_k4_x16<true>;
   k.gemv_packed[static_cast<uint32_t>(DType::Q6_K_X16)] = gemv_q6_k_x16;
   k.gemv_packed[static_cast<uint32_t>(DType::Q4_0_X16)] = gemv_x16<Q4x16>;
   k.gemv_packed[static_cast<uint32_t>(DType::Q8_0_X16)] = gemv_x16<Q8x16>;
+  k.gemv_packed[static_cast<uint32_t>(DType::Q5_0_X16)] = gemv_x16<Q5x16>;
 }
 
 }  // namespace lmhost::detail

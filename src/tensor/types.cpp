@@ -53,7 +53,9 @@ constexpr std::array<DTypeInfo, kDTypeCount> make_table() {
   set(DType::Q8_0_X16, "Q8_0_X16", 32, 34, true);
   set(DType::Q6_K_X16, "Q6_K_X16", 256, 210, true);
   set(DType::Q4_K_X16, "Q4_K_X16", 256, 144, true);
-  for (DType p : {DType::Q4_0_X16, DType::Q8_0_X16, DType::Q6_K_X16, DType::Q4_K_X16})
+  set(DType::Q5_0_X16, "Q5_0_X16", 32, 22, true);
+  set(DType::Q5_K_X16, "Q5_K_X16", 256, 176, true);
+  for (DType p : {DType::Q4_0_X16, DType::Q8_0_X16, DType::Q6_K_X16, DType::Q4_K_X16, DType::Q5_0_X16, DType::Q5_K_X16})
     t[static_cast<uint32_t>(p)].internal = true;
   return t;
 }

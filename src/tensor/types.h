@@ -18,7 +18,7 @@ enum class DType : uint32_t {
   TQ1_0 = 34, TQ2_0 = 35,
   // Internal layouts (never in a file; ids from kFirstInternalDType up):
   // weights repacked at load for the decode kernels (tensor/packed.h).
-  Q4_0_X16 = 40, Q8_0_X16 = 41, Q6_K_X16 = 42, Q4_K_X16 = 43,
+  Q4_0_X16 = 40, Q8_0_X16 = 41, Q6_K_X16 = 42, Q4_K_X16 = 43, Q5_0_X16 = 44, Q5_K_X16 = 45,
 };
 inline constexpr uint32_t kFirstInternalDType = 40;  // GGUF ids stay below (39 is MXFP4 there)
 inline constexpr uint32_t kDTypeCount = 48;          // upper bound on type ids, for tables

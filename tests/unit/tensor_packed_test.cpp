@@ -1,5 +1,5 @@
-// Weights packed at load (tensor/packed.h): the Q4_0_X16, Q8_0_X16,
-// Q6_K_X16 and Q4_K_X16 layouts round-trip to the file's rows, the packed gemv (one token or a small
+// Weights packed at load (tensor/packed.h): the Q4_0_X16, Q5_0_X16,
+// Q8_0_X16, Q4_K_X16, Q5_K_X16 and Q6_K_X16 layouts round-trip to the file's rows, the packed gemv (one token or a small
 // batch) equals the scalar vec_dot on the plain rows, the types never come
 // from a file or a name, and only CPUs with the kernels get a packed type.
 #include <gtest/gtest.h>
@@ -20,7 +20,7 @@ using namespace lmhost;
 
 namespace {
 
-// rows rows of type t (Q4_0, Q8_0, Q6_K or Q4_K) of K elements: random bytes with sane
+// rows rows of type t (one with a packed layout) of K elements: random bytes with sane
 // scales (every quant code, -128 included) or quantized normal data with
 // outliers.
 std::vector<uint8_t> rows_of(DType t, int64_t K, int64_t rows, bool random_bytes, std::mt19937& rng) {
@@ -31,7 +31,7 @@ std::vector<uint8_t> rows_of(DType t, int64_t K, int64_t rows, bool random_bytes
       for (size_t i = 0; i < wrow; ++i) w[r * wrow + i] = static_cast<uint8_t>(rng());
       // where the block keeps its fp16 scales (Q4_K: d and dmin)
       const std::vector<size_t> at = t == DType::Q6_K ? std::vector<size_t>{bs - 2}
-                                     : t == DType::Q4_K ? std::vector<size_t>{0, 2}
+                                     : t == DType::Q4_K || t == DType::Q5_K ? std::vector<size_t>{0, 2}
                                                         : std::vector<size_t>{0};
       for (size_t o = 0; o < wrow; o += bs)
         for (size_t f : at) {
@@ -46,12 +46,17 @@ std::vector<uint8_t> rows_of(DType t, int64_t K, int64_t rows, bool random_bytes
   return w;
 }
 
+// The file types with a packed layout.
+constexpr DType kPackedFrom[] = {DType::Q4_0, DType::Q5_0, DType::Q8_0, DType::Q4_K, DType::Q5_K, DType::Q6_K};
+
 DType packed_of(DType t) {
   switch (t) {
     case DType::Q4_0: return DType::Q4_0_X16;
+    case DType::Q5_0: return DType::Q5_0_X16;
     case DType::Q8_0: return DType::Q8_0_X16;
-    case DType::Q6_K: return DType::Q6_K_X16;
-    default: return DType::Q4_K_X16;
+    case DType::Q4_K: return DType::Q4_K_X16;
+    case DType::Q5_K: return DType::Q5_K_X16;
+    default: return DType::Q6_K_X16;
   }
 }
 
@@ -95,7 +100,7 @@ void check_gemv(DType wt, int64_t K, int64_t rows, int64_t T, bool random_bytes,
 
 TEST(Packed, RoundTripsToTheFileRows) {
   std::mt19937 rng(5);
-  for (DType wt : {DType::Q4_0, DType::Q8_0, DType::Q6_K, DType::Q4_K})
+  for (DType wt : kPackedFrom)
     for (int64_t nb : {1, 3, 28}) {
       const int64_t K = nb * dtype_info(wt).block_size, rows = 48;
       const size_t wrow = row_bytes(wt, K);
@@ -125,7 +130,7 @@ TEST(Packed, RoundTripsToTheFileRows) {
 TEST(Packed, GemvMatchesScalarVecDot) {
   if (detect_isa() < Isa::AVX512) GTEST_SKIP() << "this CPU has no AVX-512 VNNI";
   uint32_t seed = 1;
-  for (DType wt : {DType::Q4_0, DType::Q8_0, DType::Q6_K, DType::Q4_K})
+  for (DType wt : kPackedFrom)
     for (int64_t nb : {1, 2, 3, 7, 28, 152}) {
       if (dtype_info(wt).block_size == 256 && nb > 19) continue;  // 256-element blocks: K up to 4864 as for the others
       for (int64_t rows : {16, 48})
@@ -140,7 +145,7 @@ TEST(Packed, TypeIsInternal) {
   const DTypeInfo& info = dtype_info(DType::Q4_0_X16);
   EXPECT_TRUE(info.internal);
   EXPECT_EQ(info.block_size, 32);
-  for (DType wt : {DType::Q4_0, DType::Q8_0, DType::Q6_K, DType::Q4_K}) {
+  for (DType wt : kPackedFrom) {
     const DType p = packed_of(wt);
     EXPECT_TRUE(dtype_info(p).internal);
     EXPECT_EQ(row_bytes(p, 1024), row_bytes(wt, 1024)) << "same bytes, other order";
@@ -163,7 +168,10 @@ TEST(Packed, OnlyWhereTheKernelsExist) {
   EXPECT_EQ(packed_type(DType::Q8_0, k), DType::Q8_0_X16);
   EXPECT_EQ(packed_type(DType::Q6_K, k), DType::Q6_K_X16);
   EXPECT_EQ(packed_type(DType::Q4_K, k), DType::Q4_K_X16);
-  EXPECT_EQ(packed_type(DType::Q5_K, k), DType::Q5_K) << "no packed layout";
+  EXPECT_EQ(packed_type(DType::Q5_0, k), DType::Q5_0_X16);
+  EXPECT_EQ(packed_type(DType::Q5_K, k), DType::Q5_K_X16);
+  EXPECT_EQ(packed_type(DType::Q4_1, k), DType::Q4_1) << "no packed layout";
+  EXPECT_EQ(packed_type(DType::Q3_K, k), DType::Q3_K) << "no packed layout";
   EXPECT_TRUE(packable(DType::Q4_0, 896, 64, k));
   EXPECT_FALSE(packable(DType::Q4_0, 896, 72, k)) << "rows not a multiple of 16";
   EXPECT_FALSE(packable(DType::Q4_0, 40, 64, k)) << "rows not whole blocks";
