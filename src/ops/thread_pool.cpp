@@ -58,6 +58,7 @@ int ThreadPool::physical_cores() {
 ThreadPool::ThreadPool(int n_threads) {
   n_threads_ = n_threads > 0 ? n_threads : physical_cores();
   if (n_threads_ > 512) n_threads_ = 512;
+  runs_ = std::make_unique<Run[]>(n_threads_);
   threads_.reserve(n_threads_ - 1);
   for (int i = 1; i < n_threads_; ++i) threads_.emplace_back([this, i] { worker(i); });
 }
@@ -73,17 +74,27 @@ ThreadPool::~ThreadPool() {
 
 namespace {
 inline uint64_t st_gen(uint64_t s) { return s >> 48; }
-inline int64_t st_n(uint64_t s) { return static_cast<int64_t>((s >> 24) & 0xFFFFFF); }
-inline int64_t st_next(uint64_t s) { return static_cast<int64_t>(s & 0xFFFFFF); }
+inline int64_t run_front(uint64_t s) { return static_cast<int64_t>((s >> 24) & 0xFFFFFF); }
+inline int64_t run_back(uint64_t s) { return static_cast<int64_t>(s & 0xFFFFFF); }
 }  // namespace
 
-bool ThreadPool::claim(uint64_t& gen, int64_t& task) {
-  uint64_t s = state_.load(std::memory_order_acquire);
-  while (st_next(s) < st_n(s)) {
-    if (state_.compare_exchange_weak(s, s + 1, std::memory_order_acq_rel, std::memory_order_acquire)) {
-      gen = st_gen(s);
-      task = st_next(s);
+bool ThreadPool::claim(int self, uint64_t gen, int64_t& task) {
+  std::atomic<uint64_t>& own = runs_[self].word;
+  uint64_t s = own.load(std::memory_order_acquire);
+  while (st_gen(s) == gen && run_front(s) < run_back(s)) {
+    if (own.compare_exchange_weak(s, s + (uint64_t{1} << 24), std::memory_order_acq_rel, std::memory_order_acquire)) {
+      task = run_front(s);
       return true;
+    }
+  }
+  for (int d = 1; d < n_threads_; ++d) {  // the last task of another run
+    std::atomic<uint64_t>& other = runs_[(self + d) % n_threads_].word;
+    s = other.load(std::memory_order_acquire);
+    while (st_gen(s) == gen && run_front(s) < run_back(s)) {
+      if (other.compare_exchange_weak(s, s - 1, std::memory_order_acq_rel, std::memory_order_acquire)) {
+        task = run_back(s) - 1;
+        return true;
+      }
     }
   }
   return false;
@@ -106,21 +117,25 @@ void ThreadPool::execute(uint64_t gen, int64_t task, int thread) {
 void ThreadPool::worker(int index) {
   using Clock = std::chrono::steady_clock;
   auto last_work = Clock::now();
+  uint64_t done_gen = 0;  // the last job this worker has taken every task it could of
   for (;;) {
-    uint64_t gen;
-    int64_t task;
-    if (claim(gen, task)) {
-      execute(gen, task, index);
-      last_work = Clock::now();
+    const uint64_t gen = st_gen(state_.load(std::memory_order_acquire));
+    if (gen != done_gen) {
+      int64_t task;
+      bool worked = false;
+      while (claim(index, gen, task)) {
+        execute(gen, task, index);
+        worked = true;
+      }
+      if (worked) last_work = Clock::now();
+      done_gen = gen;
       continue;
     }
     // Idle: spin on the state word; sleep only outside a Busy hold and
     // after kSpin without work.
-    const uint64_t seen = state_.load(std::memory_order_acquire);
     for (int k = 1;; ++k) {
       if (stop_.load(std::memory_order_relaxed)) return;
-      const uint64_t s = state_.load(std::memory_order_acquire);
-      if (s != seen && st_next(s) < st_n(s)) break;
+      if (st_gen(state_.load(std::memory_order_acquire)) != done_gen) break;
       cpu_relax();
       if ((k & 255) != 0) continue;
       const auto idle = Clock::now() - last_work;
@@ -131,10 +146,7 @@ void ThreadPool::worker(int index) {
       if (holds_.load(std::memory_order_relaxed) == 0 && idle > kSpin) {
         std::unique_lock<std::mutex> lk(mutex_);
         sleepers_.fetch_add(1);
-        cv_.wait(lk, [&] {
-          const uint64_t s2 = state_.load();
-          return stop_.load() || (s2 != seen && st_next(s2) < st_n(s2)) || holds_.load() > 0;
-        });
+        cv_.wait(lk, [&] { return stop_.load() || st_gen(state_.load()) != done_gen || holds_.load() > 0; });
         sleepers_.fetch_sub(1);
         last_work = Clock::now();
         break;
@@ -170,14 +182,17 @@ void ThreadPool::run_one(int64_t n_tasks, TaskFn fn, void* ctx) {
   job.ctx.store(ctx, std::memory_order_relaxed);
   job.done.store(0, std::memory_order_relaxed);
   failed_.store(false, std::memory_order_relaxed);
+  for (int t = 0; t < n_threads_; ++t)
+    runs_[t].word.store((gen << 48) | (static_cast<uint64_t>(n_tasks * t / n_threads_) << 24) |
+                            static_cast<uint64_t>(n_tasks * (t + 1) / n_threads_),
+                        std::memory_order_relaxed);
   state_.store((gen << 48) | (static_cast<uint64_t>(n_tasks) << 24), std::memory_order_seq_cst);  // publishes the job
   if (sleepers_.load() > 0) {
     { std::lock_guard<std::mutex> lk(mutex_); }
     cv_.notify_all();
   }
-  uint64_t g;
   int64_t task;
-  while (claim(g, task)) execute(g, task, 0);
+  while (claim(0, gen, task)) execute(gen, task, 0);
   // Every task is claimed; wait only for those still running elsewhere.
   // Spin briefly, then yield so an over-subscribed machine runs the holder.
   for (int k = 0; job.done.load(std::memory_order_acquire) < n_tasks; ++k) {

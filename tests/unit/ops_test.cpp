@@ -1,6 +1,10 @@
 // Ops against naive references.
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <mutex>
+#include <thread>
+
 #include <atomic>
 #include <cmath>
 #include <cstring>
@@ -113,6 +117,58 @@ TEST(ThreadPool, PropagatesExceptions) {
   std::atomic<int> n{0};
   pool.parallel_for(10, [&](int64_t, int) { ++n; });
   EXPECT_EQ(n.load(), 10);
+}
+
+// Each thread takes its own run of consecutive tasks front to back (one
+// forward stream per thread over consecutive row chunks); what it takes from
+// another's run comes from that run's back.
+TEST(ThreadPool, EachThreadWalksItsOwnRunInOrder) {
+  for (int nt : {2, 3, 4}) {
+    ThreadPool pool(nt);
+    for (int64_t n : {2, 5, 64, 301}) {
+      for (int rep = 0; rep < 20; ++rep) {
+        std::vector<std::vector<int64_t>> seen(nt);
+        std::mutex mu;
+        pool.parallel_for(n, [&](int64_t i, int th) {
+          std::lock_guard<std::mutex> lk(mu);
+          seen[th].push_back(i);
+        });
+        int64_t total = 0;
+        for (int t = 0; t < nt; ++t) {
+          const int64_t begin = n * t / nt, end = n * (t + 1) / nt;
+          std::vector<int64_t> own, stolen;
+          for (int64_t i : seen[t]) (i >= begin && i < end ? own : stolen).push_back(i);
+          for (size_t k = 0; k < own.size(); ++k)
+            ASSERT_EQ(own[k], begin + static_cast<int64_t>(k)) << "nt=" << nt << " n=" << n << " thread " << t;
+          total += static_cast<int64_t>(seen[t].size());
+          for (size_t k = 1; k < stolen.size(); ++k) {
+            // from one other run: descending; the next run only once that one is empty
+            const bool same_run = (stolen[k] * nt / n) == (stolen[k - 1] * nt / n);
+            if (same_run) EXPECT_LT(stolen[k], stolen[k - 1]) << "nt=" << nt << " n=" << n << " thread " << t;
+          }
+        }
+        ASSERT_EQ(total, n);
+      }
+    }
+  }
+}
+
+// A thread stuck in one task loses the rest of its run: the caller takes it
+// from the back. Task 39 (the last of the worker's run) releases the stuck
+// task 20 (its first), so without stealing this waits for the 10 s timeout.
+TEST(ThreadPool, AStuckThreadsRemainingTasksAreTakenByTheOthers) {
+  ThreadPool pool(2);
+  std::atomic<bool> released{false};
+  const auto t0 = std::chrono::steady_clock::now();
+  pool.parallel_for(40, [&](int64_t i, int) {
+    if (i == 20) {
+      const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+      while (!released.load() && std::chrono::steady_clock::now() < until) std::this_thread::yield();
+    }
+    if (i == 39) released = true;
+  });
+  EXPECT_TRUE(released.load());
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(5)) << "task 20 waited for its timeout";
 }
 
 TEST(ThreadPool, DefaultIsPhysicalCores) {
