@@ -144,7 +144,9 @@ TEST(ThreadPool, EachThreadWalksItsOwnRunInOrder) {
           for (size_t k = 1; k < stolen.size(); ++k) {
             // from one other run: descending; the next run only once that one is empty
             const bool same_run = (stolen[k] * nt / n) == (stolen[k - 1] * nt / n);
-            if (same_run) EXPECT_LT(stolen[k], stolen[k - 1]) << "nt=" << nt << " n=" << n << " thread " << t;
+            if (same_run) {
+              EXPECT_LT(stolen[k], stolen[k - 1]) << "nt=" << nt << " n=" << n << " thread " << t;
+            }
           }
         }
         ASSERT_EQ(total, n);
