@@ -73,30 +73,29 @@ ThreadPool::~ThreadPool() {
 }
 
 namespace {
-inline uint64_t st_gen(uint64_t s) { return s >> 48; }
+inline uint64_t run_gen(uint64_t s) { return s >> 48; }
 inline int64_t run_front(uint64_t s) { return static_cast<int64_t>((s >> 24) & 0xFFFFFF); }
 inline int64_t run_back(uint64_t s) { return static_cast<int64_t>(s & 0xFFFFFF); }
-}  // namespace
 
-bool ThreadPool::claim(int self, uint64_t gen, int64_t& task) {
-  std::atomic<uint64_t>& own = runs_[self].word;
-  uint64_t s = own.load(std::memory_order_acquire);
-  while (st_gen(s) == gen && run_front(s) < run_back(s)) {
-    if (own.compare_exchange_weak(s, s + (uint64_t{1} << 24), std::memory_order_acq_rel, std::memory_order_acquire)) {
-      task = run_front(s);
+// One CAS on a run of job gen: its front task (front + 1) or its back task
+// (back - 1); false once the run is empty or belongs to another job.
+bool take(std::atomic<uint64_t>& run, uint64_t gen, bool front, int64_t& task) {
+  uint64_t s = run.load(std::memory_order_acquire);
+  while (run_gen(s) == gen && run_front(s) < run_back(s)) {
+    const uint64_t next = front ? s + (uint64_t{1} << 24) : s - 1;
+    if (run.compare_exchange_weak(s, next, std::memory_order_acq_rel, std::memory_order_acquire)) {
+      task = front ? run_front(s) : run_back(s) - 1;
       return true;
     }
   }
-  for (int d = 1; d < n_threads_; ++d) {  // the last task of another run
-    std::atomic<uint64_t>& other = runs_[(self + d) % n_threads_].word;
-    s = other.load(std::memory_order_acquire);
-    while (st_gen(s) == gen && run_front(s) < run_back(s)) {
-      if (other.compare_exchange_weak(s, s - 1, std::memory_order_acq_rel, std::memory_order_acquire)) {
-        task = run_back(s) - 1;
-        return true;
-      }
-    }
-  }
+  return false;
+}
+}  // namespace
+
+bool ThreadPool::claim(int self, uint64_t gen, int64_t& task) {
+  if (take(runs_[self].word, gen, true, task)) return true;
+  for (int d = 1; d < n_threads_; ++d)  // the last task of another run
+    if (take(runs_[(self + d) % n_threads_].word, gen, false, task)) return true;
   return false;
 }
 
@@ -119,7 +118,7 @@ void ThreadPool::worker(int index) {
   auto last_work = Clock::now();
   uint64_t done_gen = 0;  // the last job this worker has taken every task it could of
   for (;;) {
-    const uint64_t gen = st_gen(state_.load(std::memory_order_acquire));
+    const uint64_t gen = job_gen_.load(std::memory_order_acquire);
     if (gen != done_gen) {
       int64_t task;
       bool worked = false;
@@ -131,11 +130,11 @@ void ThreadPool::worker(int index) {
       done_gen = gen;
       continue;
     }
-    // Idle: spin on the state word; sleep only outside a Busy hold and
+    // Idle: spin on the job generation; sleep only outside a Busy hold and
     // after kSpin without work.
     for (int k = 1;; ++k) {
       if (stop_.load(std::memory_order_relaxed)) return;
-      if (st_gen(state_.load(std::memory_order_acquire)) != done_gen) break;
+      if (job_gen_.load(std::memory_order_acquire) != done_gen) break;
       cpu_relax();
       if ((k & 255) != 0) continue;
       const auto idle = Clock::now() - last_work;
@@ -146,7 +145,7 @@ void ThreadPool::worker(int index) {
       if (holds_.load(std::memory_order_relaxed) == 0 && idle > kSpin) {
         std::unique_lock<std::mutex> lk(mutex_);
         sleepers_.fetch_add(1);
-        cv_.wait(lk, [&] { return stop_.load() || st_gen(state_.load()) != done_gen || holds_.load() > 0; });
+        cv_.wait(lk, [&] { return stop_.load() || job_gen_.load() != done_gen || holds_.load() > 0; });
         sleepers_.fetch_sub(1);
         last_work = Clock::now();
         break;
@@ -176,7 +175,7 @@ void ThreadPool::run(int64_t n_tasks, TaskFn fn, void* ctx) {
 }
 
 void ThreadPool::run_one(int64_t n_tasks, TaskFn fn, void* ctx) {
-  const uint64_t gen = (st_gen(state_.load(std::memory_order_relaxed)) + 1) & 0xFFFF;
+  const uint64_t gen = (job_gen_.load(std::memory_order_relaxed) + 1) & 0xFFFF;
   Job& job = jobs_[gen & 1];
   job.fn.store(fn, std::memory_order_relaxed);
   job.ctx.store(ctx, std::memory_order_relaxed);
@@ -186,7 +185,7 @@ void ThreadPool::run_one(int64_t n_tasks, TaskFn fn, void* ctx) {
     runs_[t].word.store((gen << 48) | (static_cast<uint64_t>(n_tasks * t / n_threads_) << 24) |
                             static_cast<uint64_t>(n_tasks * (t + 1) / n_threads_),
                         std::memory_order_relaxed);
-  state_.store((gen << 48) | (static_cast<uint64_t>(n_tasks) << 24), std::memory_order_seq_cst);  // publishes the job
+  job_gen_.store(gen, std::memory_order_seq_cst);  // publishes the job
   if (sleepers_.load() > 0) {
     { std::lock_guard<std::mutex> lk(mutex_); }
     cv_.notify_all();

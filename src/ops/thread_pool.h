@@ -80,9 +80,9 @@ class ThreadPool {
   bool claim(int self, uint64_t gen, int64_t& task);
   void execute(uint64_t gen, int64_t task, int thread);
 
-  // state_ = [generation:16][n_tasks:24][0:24] publishes a job; thread t's
-  // run is runs_[t] = [generation:16][front:24][back:24]: one CAS claims a
-  // task of exactly the job it was published with.
+  // job_gen_ (16 bits) publishes a job; thread t's run is runs_[t] =
+  // [generation:16][front:24][back:24]: one CAS claims a task of exactly
+  // the job it was published with.
   static constexpr int kBits = 24;
   static constexpr int64_t kMaxTasks = (int64_t{1} << kBits) - 1;
   struct alignas(64) Run {
@@ -97,7 +97,7 @@ class ThreadPool {
 
   int n_threads_ = 1;
   std::vector<std::thread> threads_;
-  alignas(64) std::atomic<uint64_t> state_{0};
+  alignas(64) std::atomic<uint64_t> job_gen_{0};
   std::unique_ptr<Run[]> runs_;
   Job jobs_[2];  // by generation parity: job g+1 is set up while late workers may still look at job g
   alignas(64) std::atomic<int> holds_{0};
