@@ -140,10 +140,12 @@ uint64_t transpose_bits8x8(uint64_t m) {
 // Q4_K_X16 and Q5_K_X16 (packed.h): one super-block of 16 rows.
 template <class B>
 constexpr bool kHasQh = std::is_same_v<B, blocks::BlockQ5_K>;
+// Q5_K_X16: where the vector of sub-block s's 5th bits starts (G_0 / G_1 of pair s / 2).
+constexpr size_t bits5_at(int s) { return 256 + 640 * (s / 2) + 64 * (s % 2); }
 // Where pair c's quants start: Q5_K_X16 puts the pair's 128 bytes of 5th bits before them.
 template <class B>
 constexpr size_t qs_at(int c) {
-  return kHasQh<B> ? 256 + 640 * c + 128 : 256 + 512 * c;
+  return kHasQh<B> ? bits5_at(2 * c) + 128 : 256 + 512 * c;
 }
 
 template <class B>
@@ -161,7 +163,7 @@ void pack_k4(const B* const* x, uint8_t* o) {
         uint64_t m = 0;  // byte k = qh[4k + e], transposed: byte s bit k = bit s of qh[4k + e]
         for (int k = 0; k < 8; ++k) m |= static_cast<uint64_t>(x[i]->qh[4 * k + e]) << (8 * k);
         m = transpose_bits8x8(m);
-        for (int s = 0; s < 8; ++s) o[256 + 640 * (s / 2) + 64 * (s % 2) + 4 * i + e] = static_cast<uint8_t>(m >> (8 * s));
+        for (int s = 0; s < 8; ++s) o[bits5_at(s) + 4 * i + e] = static_cast<uint8_t>(m >> (8 * s));
       }
     for (int c = 0; c < 4; ++c)
       for (int k = 0; k < 8; ++k) std::memcpy(o + qs_at<B>(c) + 64 * k + 4 * i, x[i]->qs + 32 * c + 4 * k, 4);
@@ -185,7 +187,7 @@ void unpack_k4(const uint8_t* p, B* const* x) {
       std::memset(b.qh, 0, sizeof(b.qh));
       for (int s = 0; s < 8; ++s)
         for (int e = 0; e < 4; ++e) {
-          const int v = p[256 + 640 * (s / 2) + 64 * (s % 2) + 4 * i + e];
+          const int v = p[bits5_at(s) + 4 * i + e];
           for (int k = 0; k < 8; ++k) b.qh[4 * k + e] |= static_cast<uint8_t>(((v >> k) & 1) << s);
         }
     }
